@@ -1,0 +1,46 @@
+"""RAM gym: the Recurrent Attention Model's glimpse task as Gymnasium environments.
+
+Importing this package registers, for each of MNIST, FashionMNIST and KMNIST, the four tasks of
+Mnih et al. (2014), each with the seed's settings as defaults (any keyword overrides them):
+
+| id                               | canvas | clutter | glimpses | patch | patches | scale |
+|----------------------------------|--------|---------|----------|-------|---------|-------|
+| ``RAM/{D}-v0``                   | 28     | 0       | 6        | 8     | 1       | 2     |
+| ``RAM/Translated{D}60-v0``       | 60     | 0       | 8        | 12    | 3       | 2     |
+| ``RAM/Cluttered{D}60-v0``        | 60     | 4 of 8  | 8        | 12    | 3       | 2     |
+| ``RAM/Cluttered{D}100-v0``       | 100    | 4 of 8  | 8        | 12    | 4       | 2     |
+"""
+
+import gymnasium
+
+from ram_env.core import TaskConfig
+from ram_env.datasets import DATASETS
+from ram_env.env import GlimpseEnv
+from ram_env.vector import GlimpseVectorEnv
+
+__all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "task_id"]
+
+# name pattern -> task defaults; "{D}" is the dataset.
+TASKS = {
+    "{D}": dict(n_glimpses=6, patch_size=8, n_patches=1, scale=2),
+    "Translated{D}60": dict(translated_size=60, n_glimpses=8, patch_size=12, n_patches=3, scale=2),
+    "Cluttered{D}60": dict(translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=3, scale=2),
+    "Cluttered{D}100": dict(translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2),
+}
+
+
+def task_id(pattern: str, dataset: str) -> str:
+    """The registered id of a task pattern for a dataset, e.g. ``task_id("Cluttered{D}60", "KMNIST")``."""
+    return f"RAM/{pattern.format(D=dataset)}-v0"
+
+
+for _dataset in DATASETS:
+    for _pattern, _defaults in TASKS.items():
+        _id = task_id(_pattern, _dataset)
+        if _id not in gymnasium.registry:
+            gymnasium.register(
+                id=_id,
+                entry_point="ram_env.env:GlimpseEnv",
+                vector_entry_point="ram_env.vector:GlimpseVectorEnv",
+                kwargs=dict(dataset=_dataset, **_defaults),
+            )

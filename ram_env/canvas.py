@@ -1,0 +1,87 @@
+"""Batched placement of 28x28 digits on square canvases, with clutter.
+
+plain       the digit itself, 28x28
+translated  the digit at a uniformly random position on a ``size x size`` canvas
+cluttered   first ``n_clutter`` random ``clutter_size`` crops of other random digits at random positions,
+            then the target digit; overlapping strokes combine by taking the brighter pixel.
+
+A :class:`Layout` holds every random choice for a batch, so drawing is a pure function of
+(images, layout): the val and test layouts are drawn once per split from a fixed seed, which makes the
+canvas of image ``i`` a pure function of (split, ``i``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DIGIT = 28
+
+
+@dataclass(frozen=True)
+class CanvasSpec:
+    """Geometry of a canvas: its side, and the clutter put on it."""
+
+    size: int = DIGIT
+    n_clutter: int = 0
+    clutter_size: int = 8
+
+    def __post_init__(self):
+        if self.size < DIGIT:
+            raise ValueError(f"translated_size {self.size} is smaller than the {DIGIT}x{DIGIT} digit")
+        if self.n_clutter < 0:
+            raise ValueError(f"n_clutter must be >= 0, got {self.n_clutter}")
+        if self.n_clutter and self.size == DIGIT:
+            raise ValueError("clutter needs a translated canvas: set translated_size > 28 when n_clutter > 0")
+        if self.n_clutter and not 1 <= self.clutter_size <= DIGIT:
+            raise ValueError(f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}")
+
+
+@dataclass
+class Layout:
+    """Random choices for a batch of canvases; all arrays are int64 and indexed by batch row."""
+
+    index: np.ndarray  # (B,) image index of the target digit
+    offset: np.ndarray  # (B, 2) top-left (x, y) of the digit on the canvas
+    clutter_index: np.ndarray  # (B, n_clutter) image the clutter is cut from
+    clutter_crop: np.ndarray  # (B, n_clutter, 2) top-left (x, y) of the crop inside that image
+    clutter_offset: np.ndarray  # (B, n_clutter, 2) top-left (x, y) of the crop on the canvas
+
+    def __getitem__(self, rows) -> "Layout":
+        return Layout(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+
+def sample_layout(spec: CanvasSpec, index: np.ndarray, n_images: int, rng: np.random.Generator) -> Layout:
+    """Draw the random part of the canvases of the digits ``index`` (clutter comes from ``n_images`` images)."""
+    b, c, cs = len(index), spec.n_clutter, spec.clutter_size
+    return Layout(
+        index=np.asarray(index, dtype=np.int64),
+        offset=rng.integers(0, spec.size - DIGIT + 1, size=(b, 2)),
+        clutter_index=rng.integers(0, n_images, size=(b, c)),
+        clutter_crop=rng.integers(0, DIGIT - cs + 1, size=(b, c, 2)),
+        clutter_offset=rng.integers(0, spec.size - cs + 1, size=(b, c, 2)),
+    )
+
+
+def _paste_max(canvas: np.ndarray, patch: np.ndarray, top_left: np.ndarray) -> None:
+    """canvas[b, y:y+h, x:x+w] = max(canvas, patch[b]) for every row b at its own top-left (x, y)."""
+    b, h, w = patch.shape
+    rows = (top_left[:, 1, None] + np.arange(h))[:, :, None]
+    cols = (top_left[:, 0, None] + np.arange(w))[:, None, :]
+    batch = np.arange(b)[:, None, None]
+    canvas[batch, rows, cols] = np.maximum(canvas[batch, rows, cols], patch)
+
+
+def draw(spec: CanvasSpec, images: np.ndarray, layout: Layout) -> np.ndarray:
+    """Canvases ``(B, size, size)`` uint8 from source ``images`` ``(N, 28, 28)`` and a layout."""
+    b, cs = len(layout.index), spec.clutter_size
+    canvas = np.zeros((b, spec.size, spec.size), dtype=np.uint8)
+    for j in range(spec.n_clutter):  # a loop over clutter pieces, vectorised over the batch
+        crop = layout.clutter_crop[:, j]
+        rows = (crop[:, 1, None] + np.arange(cs))[:, :, None]
+        cols = (crop[:, 0, None] + np.arange(cs))[:, None, :]
+        pieces = images[layout.clutter_index[:, j, None, None], rows, cols]
+        _paste_max(canvas, pieces, layout.clutter_offset[:, j])
+    _paste_max(canvas, images[layout.index], layout.offset)
+    return canvas
