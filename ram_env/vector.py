@@ -108,7 +108,7 @@ class GlimpseVectorEnv(VectorEnv):
         answer = int(self._answer[i])
         return {
             "canvas": self.core.canvases[i],
-            "history": self._history[i, :t].copy(),
+            "history": self._history[i, : max(t, 0)].copy(),
             "glimpse": self.core.glimpse[i],
             "t": t,
             "answer": None if answer < 0 else answer,

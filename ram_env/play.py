@@ -1,0 +1,187 @@
+"""Take the agent's place: click where to look next, then type the digit.
+
+    python -m ram_env.play [--task RAM/MNIST-v0] [--data-dir DIR] [--split test] [--episodes N] [--seed S]
+
+Each episode starts with the first glimpse at the task's start location. Click on the canvas to take
+each of the next ``n_glimpses - 1`` glimpses there; then type the class (0-9, keypad too). The frame
+shows what the agent would see; the status line keeps the score. After an answer, click or press
+space/Enter for the next image. Esc or closing the window quits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import gymnasium as gym  # noqa: E402
+import pygame  # noqa: E402
+
+import ram_env  # noqa: E402,F401  (registers the tasks)
+from ram_env import render  # noqa: E402
+
+STATUS = 52  # height of the status lines under the frame
+
+DIGIT_KEYS = {getattr(pygame, f"K_{d}"): d for d in range(10)} | {getattr(pygame, f"K_KP{d}"): d for d in range(10)}
+
+
+class Game:
+    """One person playing episodes of a single env made with ``render_mode="rgb_array"``.
+
+    :param env: the env (its frames are drawn by :mod:`ram_env.render`)
+    :param n_episodes: stop after this many answers (None: until Esc or the window is closed)
+    :param seed: seed of the first reset
+    """
+
+    def __init__(self, env: gym.Env, n_episodes: int | None = None, seed: int | None = None, fps: int = 30):
+        if env.render_mode != "rgb_array":
+            raise ValueError(f"Game needs an env made with render_mode='rgb_array', got {env.render_mode!r}")
+        self.env = env
+        core = env.unwrapped.core
+        self.n_glimpses = core.n_glimpses
+        self.layout = render.frame_layout(core.retina)
+        self.n_episodes = n_episodes
+        self.fps = fps
+        self.score = 0
+        self.played = 0
+        self.running = True
+        self.phase = "look"  # "look": click to glimpse; "answer": type the digit; "result": see the answer
+        self.correct: bool | None = None
+        self.owns_display = not pygame.display.get_init()
+        pygame.display.init()
+        self.window = pygame.display.set_mode((self.layout.width, self.layout.height + STATUS))
+        pygame.display.set_caption(f"RAM gym: {env.spec.id if env.spec else 'play'}")
+        self._new_episode(seed)
+
+    # -- the rules ------------------------------------------------------------------------------------
+
+    def _t(self) -> int:
+        return int(self.env.unwrapped.core.t[0])
+
+    def _new_episode(self, seed: int | None = None) -> None:
+        self.obs, _ = self.env.reset(seed=seed)
+        self.correct = None
+        self.phase = "answer" if self._t() >= self.n_glimpses else "look"
+        self.dirty = True
+
+    def look(self, location: np.ndarray) -> None:
+        """Take the next glimpse at ``location``."""
+        if self.phase != "look":
+            return
+        self.obs, *_ = self.env.step({"location": np.asarray(location, dtype=np.float32), "label": 0})
+        if self._t() >= self.n_glimpses:
+            self.phase = "answer"
+        self.dirty = True
+
+    def answer(self, digit: int) -> None:
+        """Answer ``digit`` (only once every glimpse is taken)."""
+        if self.phase != "answer":
+            return
+        self.obs, reward, terminated, _, info = self.env.step({"location": self.obs["location"], "label": int(digit)})
+        assert terminated
+        self.correct = bool(info["correct"])
+        self.score += int(self.correct)
+        self.played += 1
+        self.phase = "result"
+        self.dirty = True
+
+    def next(self) -> None:
+        if self.phase != "result":
+            return
+        if self.n_episodes is not None and self.played >= self.n_episodes:
+            self.running = False
+        else:
+            self._new_episode()
+
+    def handle(self, event: pygame.event.Event) -> None:
+        """React to one pygame event."""
+        if event.type == pygame.QUIT:
+            self.running = False
+        elif event.type == pygame.KEYDOWN:
+            if event.key == pygame.K_ESCAPE:
+                self.running = False
+            elif event.key in DIGIT_KEYS:
+                self.answer(DIGIT_KEYS[event.key])
+            elif event.key in (pygame.K_SPACE, pygame.K_RETURN, pygame.K_KP_ENTER):
+                self.next()
+        elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            if self.phase == "look":
+                location = self.layout.pixel_to_location(event.pos)
+                if location is not None:
+                    self.look(location)
+            elif self.phase == "result":
+                self.next()
+        elif event.type in (pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE):
+            self.dirty = True
+
+    # -- the screen -----------------------------------------------------------------------------------
+
+    def prompt(self) -> tuple[str, tuple[int, int, int]]:
+        if self.phase == "look":
+            return f"click where to look ({self._t() + 1}/{self.n_glimpses})", render.TEXT_COLOUR
+        if self.phase == "answer":
+            return "type the digit (0-9)", render.SCALE_COLOURS[0]
+        if self.correct:
+            return "right! click or space: next", render.RIGHT_COLOUR
+        return "wrong. click or space: next", render.WRONG_COLOUR
+
+    def draw(self) -> None:
+        frame = self.env.render()
+        self.window.fill(render.BACKGROUND)
+        self.window.blit(pygame.surfarray.make_surface(frame.transpose(1, 0, 2)), (0, 0))
+        text, colour = self.prompt()
+        y = self.layout.height
+        self.window.blit(render._font(22).render(text, True, colour), (render.MARGIN, y + 2))
+        score = f"score {self.score}/{self.played}    Esc quits"
+        self.window.blit(render._font(22).render(score, True, render.MUTED_COLOUR), (render.MARGIN, y + 26))
+        pygame.display.flip()
+        self.dirty = False
+
+    def run(self, max_frames: int | None = None) -> tuple[int, int]:
+        """The event loop, until Esc, the window is closed, ``n_episodes`` are answered or ``max_frames`` pass.
+
+        :return: ``(score, played)``
+        """
+        clock = pygame.time.Clock()
+        frames = 0
+        try:
+            while self.running and (max_frames is None or frames < max_frames):
+                for event in pygame.event.get():
+                    self.handle(event)
+                    if not self.running:
+                        break
+                if self.running and self.dirty:
+                    self.draw()
+                clock.tick(self.fps)
+                frames += 1
+        finally:
+            self.close()
+        return self.score, self.played
+
+    def close(self) -> None:
+        if self.owns_display and pygame.display.get_init():
+            pygame.display.quit()
+        self.owns_display = False
+
+
+def main(argv: list[str] | None = None) -> tuple[int, int]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="RAM/MNIST-v0", help="a registered task id (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="folder with <dataset>/raw/ (default: $RAM_DATA_DIR, else ./data)")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--episodes", type=int, default=None, help="stop after this many images (default: until Esc)")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    env = gym.make(args.task, render_mode="rgb_array", split=args.split, data_dir=args.data_dir)
+    try:
+        score, played = Game(env, args.episodes, args.seed).run()
+    finally:
+        env.close()
+    print(f"score: {score}/{played}" + (f" ({100 * score / played:.0f}% right)" if played else ""))
+    return score, played
+
+
+if __name__ == "__main__":
+    main()
