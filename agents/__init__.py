@@ -1,0 +1,1 @@
+"""Learners that reach the RAM tasks only through the Gymnasium API."""

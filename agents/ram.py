@@ -1,0 +1,111 @@
+"""The Recurrent Attention Model network (Mnih et al., 2014).
+
+One time step: the glimpse network turns (glimpse, location) into a feature ``g_t``; the core network
+updates the hidden state ``h_t = f(h_{t-1}, g_t)``; from ``h_t`` the location network proposes the next
+location, the classifier the class, and the baseline the expected reward. The location network and the
+baseline read ``h_t`` detached, so that neither the REINFORCE term nor the baseline's squared error
+moves the core: the core learns from the classification loss (hybrid rule), as in the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+
+@dataclass
+class RAMConfig:
+    """Shapes and sizes of the network. ``glimpse_shape`` is the observation's ``(n_patches, C, p, p)``."""
+
+    glimpse_shape: tuple[int, ...] = (1, 1, 8, 8)
+    n_classes: int = 10
+    glimpse_hidden: int = 128  # "what" pathway of the glimpse network
+    location_hidden: int = 128  # "where" pathway of the glimpse network
+    core_hidden: int = 256  # glimpse feature and recurrent state size
+    core: str = "rnn"  # "rnn" (rectifier RNN, as the paper) or "lstm"
+    std: float = 0.15  # standard deviation of the Gaussian location policy
+
+    def __post_init__(self):
+        self.glimpse_shape = tuple(self.glimpse_shape)
+        if self.core not in ("rnn", "lstm"):
+            raise ValueError(f"core must be 'rnn' or 'lstm', got {self.core!r}")
+        if not self.std > 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RecurrentAttentionModel(nn.Module):
+    """Glimpse network, core RNN, location policy, classifier and baseline."""
+
+    def __init__(self, config: RAMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.what = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(c.glimpse_shape)), c.glimpse_hidden), nn.ReLU(), nn.Linear(c.glimpse_hidden, c.core_hidden))
+        self.where = nn.Sequential(nn.Linear(2, c.location_hidden), nn.ReLU(), nn.Linear(c.location_hidden, c.core_hidden))
+        if c.core == "lstm":
+            self.core = nn.LSTMCell(c.core_hidden, c.core_hidden)
+        else:
+            self.core = nn.RNNCell(c.core_hidden, c.core_hidden, nonlinearity="relu")
+        self.locator = nn.Linear(c.core_hidden, 2)
+        self.classifier = nn.Linear(c.core_hidden, c.n_classes)
+        self.baseliner = nn.Linear(c.core_hidden, 1)
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu"):
+        h = torch.zeros(batch_size, self.config.core_hidden, device=device)
+        return (h, torch.zeros_like(h)) if self.config.core == "lstm" else h
+
+    def forward(self, glimpse: torch.Tensor, location: torch.Tensor, state):
+        """One time step: returns the new hidden ``h_t`` ``(B, core_hidden)`` and the recurrent state."""
+        g = torch.relu(self.what(glimpse) + self.where(location))
+        state = self.core(g, state)
+        h = state[0] if self.config.core == "lstm" else state
+        return h, state
+
+    def location_policy(self, h: torch.Tensor) -> Normal:
+        """Gaussian over the next location, its mean in [-1, 1]."""
+        return Normal(torch.tanh(self.locator(h.detach())), self.config.std)
+
+    def baseline(self, h: torch.Tensor) -> torch.Tensor:
+        return self.baseliner(h.detach()).squeeze(-1)
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, n_classes)``."""
+        return self.classifier(h)
+
+
+def to_tensor(obs: dict[str, np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of observations as (glimpse, location) tensors on ``device``."""
+    return torch.as_tensor(obs["glimpse"], device=device), torch.as_tensor(obs["location"], device=device)
+
+
+class BatchPolicy:
+    """A trained model as a policy over a batch of native observations (the rendering protocol).
+
+    ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))``; ``first`` starts new episodes.
+    Locations are the policy's means (``sample=False``) or Gaussian samples; the label is the arg-max.
+    """
+
+    def __init__(self, model: RecurrentAttentionModel, device="cpu", sample: bool = False, generator: torch.Generator | None = None):
+        self.model, self.device, self.sample, self.generator = model.eval(), device, sample, generator
+        self.state = None
+        self.logits = None
+
+    @torch.no_grad()
+    def __call__(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
+        glimpse, location = to_tensor(obs, self.device)
+        if first or self.state is None:
+            self.state = self.model.initial_state(len(glimpse), self.device)
+        h, self.state = self.model(glimpse, location, self.state)
+        policy = self.model.location_policy(h)
+        loc = policy.mean
+        if self.sample:
+            loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator, device=self.device)
+        self.logits = self.model.classify(h)
+        return {"location": loc.clamp(-1, 1).cpu().numpy(), "label": self.logits.argmax(-1).cpu().numpy()}
