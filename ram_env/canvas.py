@@ -64,24 +64,48 @@ def sample_layout(spec: CanvasSpec, index: np.ndarray, n_images: int, rng: np.ra
     )
 
 
-def _paste_max(canvas: np.ndarray, patch: np.ndarray, top_left: np.ndarray) -> None:
-    """canvas[b, y:y+h, x:x+w] = max(canvas, patch[b]) for every row b at its own top-left (x, y)."""
-    b, h, w = patch.shape
-    rows = (top_left[:, 1, None] + np.arange(h))[:, :, None]
-    cols = (top_left[:, 0, None] + np.arange(w))[:, None, :]
-    batch = np.arange(b)[:, None, None]
-    canvas[batch, rows, cols] = np.maximum(canvas[batch, rows, cols], patch)
+def _windows(flat: np.ndarray, side: int, h: int, w: int) -> np.ndarray:
+    """Every ``h x w`` window of a flat buffer of rows ``side`` long: ``windows[k]`` starts at ``flat[k]``.
+
+    A strided view (no copy); indexing it with an array of start offsets copies or writes whole
+    windows at C speed, which is how a batch of digits is pasted at a batch of positions without a loop.
+    """
+    n = flat.size - ((h - 1) * side + w) + 1
+    return np.lib.stride_tricks.as_strided(flat, shape=(n, h, w), strides=(flat.strides[0], side * flat.strides[0], flat.strides[0]), writeable=flat.flags.writeable)
 
 
-def draw(spec: CanvasSpec, images: np.ndarray, layout: Layout) -> np.ndarray:
-    """Canvases ``(B, size, size)`` uint8 from source ``images`` ``(N, 28, 28)`` and a layout."""
+def _paste_max(canvas: np.ndarray, patches: np.ndarray, top_left: np.ndarray, first: bool = False) -> None:
+    """canvas[b, y:y+h, x:x+w] = max(canvas[...], patches[b]) for every row b at its own top-left (x, y).
+
+    ``first``: nothing has been drawn yet, so the max is a plain copy.
+    """
+    b, h, w = patches.shape
+    size = canvas.shape[-1]
+    windows = _windows(canvas.reshape(-1), size, h, w)
+    start = np.arange(b) * (size * size) + top_left[:, 1] * size + top_left[:, 0]
+    if first:
+        windows[start] = patches
+    else:
+        windows[start] = np.maximum(windows[start], patches)
+
+
+def draw(spec: CanvasSpec, images: np.ndarray, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
+    """Canvases ``(B, size, size)`` uint8 from source ``images`` ``(N, 28, 28)`` and a layout.
+
+    Written into ``out`` (a C-contiguous uint8 array of that shape) when given.
+    """
     b, cs = len(layout.index), spec.clutter_size
-    canvas = np.zeros((b, spec.size, spec.size), dtype=np.uint8)
+    if out is None:
+        out = np.zeros((b, spec.size, spec.size), dtype=np.uint8)
+    else:
+        out[...] = 0
+    if spec.size == DIGIT:  # the plain task: the digit is the canvas
+        out[...] = images[layout.index]
+        return out
+    source = np.ascontiguousarray(images)
+    crops = _windows(source.reshape(-1), DIGIT, cs, cs)
     for j in range(spec.n_clutter):  # a loop over clutter pieces, vectorised over the batch
-        crop = layout.clutter_crop[:, j]
-        rows = (crop[:, 1, None] + np.arange(cs))[:, :, None]
-        cols = (crop[:, 0, None] + np.arange(cs))[:, None, :]
-        pieces = images[layout.clutter_index[:, j, None, None], rows, cols]
-        _paste_max(canvas, pieces, layout.clutter_offset[:, j])
-    _paste_max(canvas, images[layout.index], layout.offset)
-    return canvas
+        start = layout.clutter_index[:, j] * (DIGIT * DIGIT) + layout.clutter_crop[:, j, 1] * DIGIT + layout.clutter_crop[:, j, 0]
+        _paste_max(out, crops[start], layout.clutter_offset[:, j], first=j == 0)
+    _paste_max(out, images[layout.index], layout.offset, first=spec.n_clutter == 0)
+    return out

@@ -6,6 +6,7 @@ validates every action, so that the single and the vector environment cannot dri
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import asdict, dataclass
 
@@ -32,7 +33,27 @@ class TaskConfig:
     scale: int = 2
     start: str = "random"  # first glimpse location: "random" (uniform) or "center"
 
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "TaskConfig":
+        """A config from keyword arguments, with a clear error for an unknown one (``gym.make(id, foo=1)``)."""
+        known = cls.__dataclass_fields__
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            raise TypeError(
+                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for a RAM environment; "
+                f"the arguments are {', '.join(known)} and render_mode"
+            )
+        return cls(**kwargs)
+
     def __post_init__(self):
+        for name in ("n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if self.translated_size is not None and (isinstance(self.translated_size, bool) or not isinstance(self.translated_size, (int, np.integer))):
+            raise TypeError(f"translated_size must be an integer (or None for the plain 28x28 digit), got {self.translated_size!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
+            raise TypeError(f"data_dir must be a path or None, got {self.data_dir!r}")
         if self.start not in ("random", "center"):
             raise ValueError(f"start must be 'random' or 'center', got {self.start!r}")
         if not isinstance(self.n_glimpses, (int, np.integer)) or self.n_glimpses < 1:
@@ -41,7 +62,7 @@ class TaskConfig:
             raise ValueError(f"unknown split {self.split!r}; choose one of {', '.join(datasets.SPLITS)}")
         if self.dataset not in datasets.DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(datasets.DATASETS)}")
-        self.canvas_spec  # validates the geometry
+        Retina(self.canvas_spec.size, self.patch_size, self.n_patches, self.scale)  # validates the geometry
 
     @property
     def canvas_spec(self) -> canvas.CanvasSpec:
@@ -59,7 +80,12 @@ def _fixed_seed(config: TaskConfig) -> np.random.SeedSequence:
 
 
 class GlimpseCore:
-    """Canvases, glimpse locations and clocks of ``num_envs`` episodes, stepped as one batch."""
+    """Canvases, glimpse locations and clocks of ``num_envs`` episodes, stepped as one batch.
+
+    ``rows`` arguments select episodes by index; ``None`` means all of them (the fast path). The
+    ``*_one`` methods are the same operations for a single episode (``num_envs == 1``) without the
+    batch overhead; tests pin that both give the same numbers.
+    """
 
     def __init__(self, config: TaskConfig, num_envs: int):
         self.config = config
@@ -94,58 +120,141 @@ class GlimpseCore:
         self.glimpse = np.zeros((num_envs, n, 1, p, p), dtype=np.float32)
         self.t = np.full(num_envs, -1, dtype=np.int64)  # glimpses taken; -1 before the first reset
 
-    def reset(self, rng: np.random.Generator, rows: np.ndarray, indices=None) -> None:
-        """Start new episodes in ``rows`` (an index array), on random images or on ``indices``."""
-        b = len(rows)
+    # ----------------------------------------------------------------------------------------- reset
+    def check_indices(self, indices, b: int) -> np.ndarray:
+        """``indices`` as ``b`` int64 image indices of this split, or a ValueError saying what is wrong."""
+        arr = np.asarray(indices)
+        if arr.shape != (b,) or arr.dtype.kind not in "iu":
+            raise ValueError(f"image indices must be {b} integer{'s' if b > 1 else ''} (one per env reset), got {indices!r}")
+        if b and (arr.min() < 0 or arr.max() >= self.n_images):
+            bad = arr[(arr < 0) | (arr >= self.n_images)]
+            raise ValueError(f"image indices must be in [0, {self.n_images}) for split {self.config.split!r}, got {bad.tolist()}")
+        return arr.astype(np.int64, copy=False)
+
+    def reset(self, rng: np.random.Generator, rows: np.ndarray | None = None, indices=None) -> None:
+        """Start new episodes in ``rows`` (an index array; ``None``: all), on random images or on ``indices``."""
+        every = rows is None
+        b = self.num_envs if every else len(rows)
+        if b == 0:
+            return
         if indices is None:
             indices = rng.integers(0, self.n_images, size=b)
         else:
-            indices = np.asarray(indices)
-            if indices.shape != (b,) or not np.issubdtype(indices.dtype, np.integer):
-                raise ValueError(f"indices must be {b} integers, got {indices!r}")
-            if indices.min(initial=0) < 0 or indices.max(initial=0) >= self.n_images:
-                raise ValueError(f"image indices must be in [0, {self.n_images}) for split {self.config.split!r}, got {indices}")
+            indices = self.check_indices(indices, b)
         if self.fixed_layout is not None:
             layout = self.fixed_layout[indices]
         else:
             layout = canvas.sample_layout(self.spec, indices, self.n_images, rng)
-        self.canvases[rows] = canvas.draw(self.spec, self.images, layout)
-        self.tables[rows] = integral_image(self.canvases[rows])
-        self.index[rows] = indices
-        self.label[rows] = self.labels[indices]
         if self.config.start == "random":
-            self.location[rows] = rng.uniform(-1.0, 1.0, size=(b, 2)).astype(np.float32)
+            start = rng.uniform(-1.0, 1.0, size=(b, 2)).astype(np.float32)
         else:
-            self.location[rows] = 0.0
-        self.glimpse[rows] = self.retina(self.tables, self.location[rows], rows)
-        self.t[rows] = 1
+            start = np.zeros((b, 2), dtype=np.float32)
+        if every:
+            canvas.draw(self.spec, self.images, layout, out=self.canvases)
+            integral_image(self.canvases, out=self.tables)
+            self.index[:] = indices
+            self.label[:] = self.labels[indices]
+            self.location[:] = start
+            if b == 1:
+                x, y = start[0].tolist()
+                self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
+            else:
+                self.retina(self.tables, start, None, out=self.glimpse)
+            self.t[:] = 1
+        else:
+            drawn = canvas.draw(self.spec, self.images, layout)
+            self.canvases[rows] = drawn
+            self.tables[rows] = integral_image(drawn)
+            self.index[rows] = indices
+            self.label[rows] = self.labels[indices]
+            self.location[rows] = start
+            self.glimpse[rows] = self.retina(self.tables, start, rows)
+            self.t[rows] = 1
+
+    # ------------------------------------------------------------------------------------- actions
+    @staticmethod
+    def _numbers(value, what: str, kinds: str) -> np.ndarray:
+        """``value`` as an array whose dtype kind is one of ``kinds``, or a ValueError naming ``what``."""
+        try:
+            arr = value if type(value) is np.ndarray else np.asarray(value)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.dtype.kind not in kinds:
+            wanted = "numbers" if "f" in kinds else "integers"
+            raise ValueError(f"{what} must be {wanted}, got {value!r}")
+        return arr
+
+    @staticmethod
+    def _location_error(location: np.ndarray, envs: bool) -> ValueError:
+        bad = ~np.isfinite(location).all(axis=-1)
+        what = "must be finite"
+        if not bad.any():
+            bad = (np.abs(location) > 1.0).any(axis=-1)
+            what = "must lie in [-1, 1] (nothing is clipped)"
+        where = f" in env{'s' if bad.sum() > 1 else ''} {np.flatnonzero(bad).tolist()}" if envs else ""
+        return ValueError(f"action['location'] {what}, got {location[bad].tolist() if envs else location.tolist()}{where}")
 
     def check_action(self, location, label) -> tuple[np.ndarray, np.ndarray]:
-        """Validate a batch of actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays."""
+        """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays."""
         n = self.num_envs
-        try:
-            location = np.asarray(location, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(f"action['location'] must be numbers, got {location!r}") from None
+        location = self._numbers(location, "action['location']", "fiu").astype(np.float32, copy=False)
         if location.shape != (n, 2):
-            raise ValueError(f"action['location'] must have shape {(n, 2) if n > 1 else (2,)}, got {location.shape}")
-        if not np.isfinite(location).all():
-            raise ValueError(f"action['location'] must be finite, got {location.tolist()}")
-        if np.abs(location).max() > 1.0:
-            raise ValueError(f"action['location'] must lie in [-1, 1] (no clipping is done), got {location.tolist()}")
-        label = np.asarray(label)
-        if label.shape != (n,) or not (np.issubdtype(label.dtype, np.integer) or label.dtype == bool):
-            raise ValueError(f"action['label'] must be {'an integer' if n == 1 else f'{n} integers'}, got {label!r}")
+            raise ValueError(f"action['location'] must have shape {(n, 2)}, got shape {location.shape}")
+        if not ((location >= -1.0) & (location <= 1.0)).all():  # also catches NaN
+            raise self._location_error(location, envs=True)
+        label = self._numbers(label, "action['label']", "iu")
+        if label.shape != (n,):
+            raise ValueError(f"action['label'] must have shape {(n,)} (one class per env), got shape {label.shape}")
         if label.min() < 0 or label.max() >= self.n_classes:
-            raise ValueError(f"action['label'] must be a class in [0, {self.n_classes}), got {label.tolist()}")
-        return location, label.astype(np.int64)
+            bad = (label < 0) | (label >= self.n_classes)
+            raise ValueError(f"action['label'] must be a class in [0, {self.n_classes}), got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}")
+        return location, label.astype(np.int64, copy=False)
 
-    def step(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance the episodes in ``rows`` (all running); return their rewards and terminated flags."""
-        final = self.t[rows] >= self.n_glimpses
+    def check_one(self, location, label) -> tuple[np.ndarray, float, float, int]:
+        """Validate one action; return the location as a new float32 ``(2,)`` array and as two floats, and the label."""
+        loc = self._numbers(location, "action['location']", "fiu").astype(np.float32)  # always a copy
+        if loc.shape != (2,):
+            raise ValueError(f"action['location'] must have shape (2,), got shape {loc.shape}")
+        x, y = loc.tolist()
+        if not (-1.0 <= x <= 1.0 and -1.0 <= y <= 1.0):  # also catches NaN
+            raise self._location_error(loc, envs=False)
+        if type(label) is not int:
+            if isinstance(label, np.integer) or (isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu"):
+                label = int(label)
+            else:
+                raise ValueError(f"action['label'] must be an integer class in [0, {self.n_classes}), got {label!r}")
+        if not 0 <= label < self.n_classes:
+            raise ValueError(f"action['label'] must be a class in [0, {self.n_classes}), got {label}")
+        return loc, x, y, label
+
+    # --------------------------------------------------------------------------------------- steps
+    def step(self, rows: np.ndarray | None, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance the episodes in ``rows`` (all running; ``None``: all); return their rewards and terminated flags.
+
+        ``location`` and ``label`` hold one entry per advanced episode.
+        """
+        t = self.t if rows is None else self.t[rows]
+        final = t >= self.n_glimpses
+        if rows is None and not final.any():  # the common step: every episode takes a glimpse
+            self.location[:] = location
+            self.retina(self.tables, location, None, out=self.glimpse)
+            self.t += 1
+            return np.zeros(self.num_envs), final
+        if rows is None:
+            rows = np.arange(self.num_envs)
         look = rows[~final]
         self.location[look] = location[~final]
-        self.glimpse[look] = self.retina(self.tables, self.location[look], look)
+        self.glimpse[look] = self.retina(self.tables, location[~final], look)
         self.t[rows] += 1
         reward = np.where(final, (label == self.label[rows]).astype(np.float64), 0.0)
         return reward, final
+
+    def step_one(self, location: np.ndarray, x: float, y: float, label: int) -> tuple[float, bool]:
+        """:meth:`step` for the single episode of a ``num_envs == 1`` core, from :meth:`check_one`'s output."""
+        t = self.t[0]
+        self.t[0] = t + 1
+        if t >= self.n_glimpses:
+            return (1.0 if label == self.label[0] else 0.0), True
+        self.location[0] = location
+        self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
+        return 0.0, False

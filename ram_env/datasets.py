@@ -15,6 +15,7 @@ import gzip
 import os
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
-        raise DatasetError(f"{path} is unreadable or corrupt ({e}); delete it and fetch it again") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise DatasetError(f"{path} is unreadable, truncated or corrupt ({e}); delete it and fetch it again") from None
     magic = 0x800 + ndim
     if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
         raise DatasetError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header); delete it and fetch it again")
@@ -62,30 +63,49 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _find_or_download(raw: Path, name: str, stem: str, download: bool) -> Path:
+def _existing(raw: Path, stem: str) -> Path | None:
     for candidate in (raw / stem, raw / f"{stem}.gz"):
         if candidate.exists():
             return candidate
+    return None
+
+
+def _download(raw: Path, stem: str, mirror: str, ndim: int) -> Path:
+    """Fetch ``stem.gz`` from a mirror into ``raw``, checked before it takes its final name."""
+    with urllib.request.urlopen(mirror + stem + ".gz", timeout=10) as response:
+        payload = response.read()
+    raw.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary file and check it first, so that a failure never leaves half a file behind.
+    fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{stem}.", suffix=".gz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        read_idx(Path(tmp), ndim)
+        os.replace(tmp, raw / f"{stem}.gz")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return raw / f"{stem}.gz"
+
+
+def _find_or_download(raw: Path, name: str, stem: str, download: bool, ndim: int) -> Path:
+    found = _existing(raw, stem)
+    if found is not None:
+        return found
     errors = []
     if download:
         for mirror in _MIRRORS[name]:
             try:
-                with urllib.request.urlopen(mirror + stem + ".gz", timeout=10) as response:
-                    payload = response.read()
-            except OSError as e:
+                return _download(raw, stem, mirror, ndim)
+            except (OSError, DatasetError) as e:
                 errors.append(f"{mirror}: {e}")
-                continue
-            raw.mkdir(parents=True, exist_ok=True)
-            # Write to a temporary file first so that a failure never leaves half a file behind.
-            with tempfile.NamedTemporaryFile(dir=raw, delete=False) as tmp:
-                tmp.write(payload)
-            os.replace(tmp.name, raw / f"{stem}.gz")
-            return raw / f"{stem}.gz"
-    files = ", ".join(f for pair in _FILES.values() for f in pair)
-    why = f" Download failed ({'; '.join(errors)})." if errors else ""
+    expected = [f for pair in _FILES.values() for f in pair]
+    missing = [f for f in expected if _existing(raw, f) is None]
+    why = f" Download failed ({'; '.join(errors)})." if errors else (" Downloading is off." if not download else "")
     raise DatasetError(
-        f"{name}: {stem} not found in {raw}.{why} Put the four files {files} (raw or .gz) in that folder, "
-        f"or point --data-dir / RAM_DATA_DIR at the folder that holds {name}/raw/."
+        f"{name}: missing {', '.join(missing)} in {raw}.{why} That folder must hold the four files "
+        f"{', '.join(expected)} (raw or .gz); put them there, or point --data-dir / RAM_DATA_DIR at the folder "
+        f"that holds {name}/raw/."
     )
 
 
@@ -93,10 +113,16 @@ def _find_or_download(raw: Path, name: str, stem: str, download: bool) -> Path:
 def _load_file_pair(name: str, root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
     raw = root / name / "raw"
     image_stem, label_stem = _FILES[part]
-    images = read_idx(_find_or_download(raw, name, image_stem, download), ndim=3)
-    labels = read_idx(_find_or_download(raw, name, label_stem, download), ndim=1)
-    if len(images) != len(labels) or labels.max(initial=0) >= N_CLASSES:
-        raise DatasetError(f"{raw}: {image_stem} and {label_stem} do not match ({len(images)} images, {len(labels)} labels)")
+    image_path = _find_or_download(raw, name, image_stem, download, ndim=3)
+    label_path = _find_or_download(raw, name, label_stem, download, ndim=1)
+    images = read_idx(image_path, ndim=3)
+    labels = read_idx(label_path, ndim=1)
+    if images.shape[1:] != (28, 28):
+        raise DatasetError(f"{image_path} holds {images.shape[1]}x{images.shape[2]} images, not 28x28")
+    if len(images) != len(labels):
+        raise DatasetError(f"{image_path} and {label_path} do not match: {len(images)} images, {len(labels)} labels")
+    if labels.max(initial=0) >= N_CLASSES:
+        raise DatasetError(f"{label_path} holds label {labels.max()}, outside the {N_CLASSES} classes 0..{N_CLASSES - 1}")
     return images, labels.astype(np.int64)
 
 

@@ -96,7 +96,7 @@ class GlimpseEnv(gym.Env):
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.config = TaskConfig(**kwargs)
+        self.config = TaskConfig.from_kwargs(kwargs)
         self.core = GlimpseCore(self.config, num_envs=1)
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
@@ -111,9 +111,20 @@ class GlimpseEnv(gym.Env):
         return {"glimpse": self.core.glimpse[0].copy(), "location": self.core.location[0].copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        index = None
+        if options:
+            unknown = set(options) - {"index"}
+            if unknown:
+                raise ValueError(f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the only option is 'index'")
+            index = options.get("index")
+            if index is not None:
+                if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                    raise ValueError(f"options['index'] must be an integer image index, got {index!r}")
+                if not 0 <= index < self.n_images:
+                    raise ValueError(f"options['index'] must be in [0, {self.n_images}) for split {self.config.split!r}, got {index}")
+                index = np.array([index], dtype=np.int64)
         super().reset(seed=seed)
-        index = None if not options or options.get("index") is None else [options["index"]]
-        self.core.reset(self.np_random, self._row, index)
+        self.core.reset(self.np_random, None, index)
         self._history = [self.core.location[0].copy()]
         self._answer = None
         if self.render_mode == "human":
@@ -121,24 +132,26 @@ class GlimpseEnv(gym.Env):
         return self._obs(), {"index": int(self.core.index[0])}
 
     def step(self, action: dict):
-        t = self.core.t[0]
+        core = self.core
+        t = core.t[0]
         if t < 0:
             raise RuntimeError("step() called before reset()")
-        if t > self.core.n_glimpses:
-            raise RuntimeError("step() called after the episode terminated; call reset()")
-        if not isinstance(action, dict) or set(action) != {"location", "label"}:
-            raise ValueError(f"action must be a dict with keys 'location' and 'label', got {action!r}")
-        location, label = self.core.check_action(np.asarray(action["location"])[None], np.asarray(action["label"])[None])
-        reward, terminated = self.core.step(self._row, location, label)
-        info: dict[str, Any] = {}
-        if terminated[0]:
-            self._answer = int(label[0])
-            info = {"label": int(self.core.label[0]), "correct": bool(reward[0] > 0), "index": int(self.core.index[0])}
+        if t > core.n_glimpses:
+            raise RuntimeError(f"step() called after the episode terminated (it lasts {core.n_glimpses} steps); call reset()")
+        if not isinstance(action, dict) or len(action) != 2 or "location" not in action or "label" not in action:
+            keys = sorted(map(str, action)) if isinstance(action, dict) else None
+            raise ValueError(f"action must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(action)}")
+        location, x, y, label = core.check_one(action["location"], action["label"])
+        reward, terminated = core.step_one(location, x, y, label)
+        if terminated:
+            self._answer = label
+            info: dict[str, Any] = {"label": int(core.label[0]), "correct": reward > 0.0, "index": int(core.index[0])}
         else:
-            self._history.append(self.core.location[0].copy())
+            self._history.append(location)
+            info = {}
         if self.render_mode == "human":
             self.render()
-        return self._obs(), float(reward[0]), bool(terminated[0]), False, info
+        return {"glimpse": core.glimpse[0].copy(), "location": core.location[0].copy()}, reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:

@@ -2,25 +2,40 @@
 
 A location ``(x, y)`` in ``[-1, 1]^2`` maps to the continuous pixel point ``((x + 1) / 2 * S, (y + 1) / 2 * S)``
 of an ``S x S`` canvas; patch ``i`` is the square of side ``patch_size * scale**i`` whose top-left pixel is
-that point minus half the side, rounded to the nearest pixel. Each patch is area-averaged down to
-``patch_size x patch_size``; pixels outside the canvas read as 0.
+that point minus half the side, rounded to the nearest pixel (halves round up). Each patch is area-averaged
+down to ``patch_size x patch_size`` (every output pixel is the mean of a ``scale**i x scale**i`` block) and
+divided by 255; pixels outside the canvas read as 0.
 
 Area averages come from a summed-area table (integral image) built once per canvas: every output pixel
-is four lookups, whatever the scale, and clamping the lookups to the canvas is exactly zero padding.
+is four lookups, whatever the scale, and clamping the lookups to the table is exactly zero padding.
+The sums are exact integers (int32); the only rounding is the final float32 division.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
-def integral_image(canvases: np.ndarray) -> np.ndarray:
-    """Summed-area tables ``(B, S+1, S+1)`` int32 of uint8 canvases ``(B, S, S)``, with a zero first row and column."""
+def integral_image(canvases: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Summed-area tables ``(B, S+1, S+1)`` int32 of uint8 canvases ``(B, S, S)``, with a zero first row and column.
+
+    ``table[b, y, x]`` is the sum of ``canvases[b, :y, :x]``. Written into ``out`` when given.
+    """
     b, h, w = canvases.shape
-    table = np.zeros((b, h + 1, w + 1), dtype=np.int32)
-    np.cumsum(canvases, axis=1, dtype=np.int32, out=table[:, 1:, 1:])
-    np.cumsum(table[:, 1:, 1:], axis=2, out=table[:, 1:, 1:])
-    return table
+    if out is None:
+        out = np.empty((b, h + 1, w + 1), dtype=np.int32)
+    out[:, 0, :] = 0
+    out[:, :, 0] = 0
+    inner = out[:, 1:, 1:]
+    np.cumsum(canvases, axis=2, dtype=np.int32, out=inner)  # along rows: contiguous, fast
+    if b * w < 2048:
+        np.cumsum(inner, axis=1, out=inner)
+    else:  # numpy's strided cumsum down the columns is slow on big batches; add row by row instead
+        for y in range(1, h):
+            np.add(inner[:, y], inner[:, y - 1], out=inner[:, y])
+    return out
 
 
 class Retina:
@@ -33,38 +48,87 @@ class Retina:
     """
 
     def __init__(self, canvas_size: int, patch_size: int, n_patches: int, scale: int):
-        for name, value in (("patch_size", patch_size), ("n_patches", n_patches), ("scale", scale)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+        for name, value in (("canvas_size", canvas_size), ("patch_size", patch_size), ("n_patches", n_patches), ("scale", scale)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if patch_size > canvas_size:
             raise ValueError(f"patch_size {patch_size} is larger than the {canvas_size}x{canvas_size} canvas")
         self.canvas_size = int(canvas_size)
         self.patch_size = int(patch_size)
         self.n_patches = int(n_patches)
-        self.blocks = scale ** np.arange(n_patches)  # pixels per output pixel, per patch
-        self.sizes = patch_size * self.blocks  # side of each patch in canvas pixels
+        self.scale = int(scale)
+        self.blocks = self.scale ** np.arange(self.n_patches, dtype=np.int64)  # canvas pixels per output pixel, per patch
+        self.sizes = self.patch_size * self.blocks  # side of each patch in canvas pixels
         # Corner offsets of every output pixel inside each patch: (n_patches, patch_size + 1).
-        self._corners = np.arange(patch_size + 1)[None, :] * self.blocks[:, None]
-        self._norm = (1.0 / (255.0 * self.blocks**2)).astype(np.float32)[None, :, None, None]
+        self._corners = np.arange(self.patch_size + 1, dtype=np.intp)[None, :] * self.blocks[:, None].astype(np.intp)
+        self._half = self.sizes / 2.0  # float64, as in top_left
+        self._denom = (255.0 * self.blocks**2).astype(np.float32)  # per-patch divisor, exact in float32
+        # For the one-location path: scalars per patch, and the clamped corner coordinates for every
+        # top-left coordinate ``v`` a location in [-1, 1] can give, ``lut[v - lo]`` (saves np.clip calls).
+        self._patches = []
+        for i, (k, size, half) in enumerate(zip(self.blocks, self.sizes, self._half)):
+            lo = math.floor(-half + 0.5)
+            hi = math.floor(self.canvas_size - half + 0.5)
+            lut = np.clip(np.arange(lo, hi + 1)[:, None] + self._corners[i], 0, self.canvas_size).astype(np.intp)
+            self._patches.append((int(k), int(size), float(half), lo, lut, lut[:, :, None], self._denom[i]))
 
     def top_left(self, locations: np.ndarray) -> np.ndarray:
         """Top-left pixel ``(x, y)`` of each patch: ``(B, n_patches, 2)`` int64 for locations ``(B, 2)``."""
         centre = (np.asarray(locations, dtype=np.float64) + 1.0) * (0.5 * self.canvas_size)
-        return np.floor(centre[:, None, :] - self.sizes[None, :, None] / 2 + 0.5).astype(np.int64)
+        return np.floor(centre[:, None, :] - self._half[None, :, None] + 0.5).astype(np.int64)
 
-    def __call__(self, tables: np.ndarray, locations: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, tables: np.ndarray, locations: np.ndarray, rows: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Glimpses ``(B, n_patches, 1, patch_size, patch_size)`` float32 in ``[0, 1]``.
 
         :param tables: summed-area tables ``(N, S+1, S+1)`` from :func:`integral_image`
         :param locations: ``(B, 2)`` locations in ``[-1, 1]``
         :param rows: which table each location looks at (default: location ``k`` looks at table ``k``)
+        :param out: optional float32 array ``(B, n_patches, 1, p, p)`` to write the glimpses into
         """
-        side = self.canvas_size + 1
-        rows = np.arange(len(locations)) if rows is None else rows
-        tl = self.top_left(locations)
-        xs = np.clip(tl[:, :, 0, None] + self._corners, 0, self.canvas_size)  # (B, n, p+1)
-        ys = np.clip(tl[:, :, 1, None] + self._corners, 0, self.canvas_size)
-        flat = (rows * side * side)[:, None, None, None] + ys[:, :, :, None] * side + xs[:, :, None, :]
-        c = tables.reshape(-1).take(flat)  # (B, n, p+1, p+1) corner sums
-        sums = c[:, :, 1:, 1:] - c[:, :, :-1, 1:] - c[:, :, 1:, :-1] + c[:, :, :-1, :-1]
-        return (sums * self._norm)[:, :, None].astype(np.float32, copy=False)
+        s, p, n = self.canvas_size, self.patch_size, self.n_patches
+        side = s + 1
+        b = len(locations)
+        if out is None:
+            out = np.empty((b, n, 1, p, p), dtype=np.float32)
+        if b == 0:
+            return out
+        tl = self.top_left(locations).astype(np.intp, copy=False)
+        xs = tl[:, :, 0, None] + self._corners  # (B, n, p+1) columns of the corners
+        np.clip(xs, 0, s, out=xs)
+        ys = tl[:, :, 1, None] + self._corners
+        np.clip(ys, 0, s, out=ys)
+        ys *= side
+        base = np.arange(b, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
+        ys += (base * (side * side))[:, None, None]
+        flat = ys[:, :, :, None] + xs[:, :, None, :]  # (B, n, p+1, p+1) flat indices of the corners
+        c = np.take(np.ascontiguousarray(tables).reshape(-1), flat)
+        d = c[:, :, :, 1:] - c[:, :, :, :-1]  # column differences, then row differences: block sums
+        sums = d[:, :, 1:] - d[:, :, :-1]
+        np.divide(sums, self._denom[None, :, None, None], out=out[:, :, 0], dtype=np.float32)
+        return out
+
+    def one(self, table: np.ndarray, x: float, y: float, out: np.ndarray | None = None) -> np.ndarray:
+        """The glimpse ``(n_patches, 1, p, p)`` at one location ``(x, y)`` of one table ``(S+1, S+1)``.
+
+        Same numbers as :meth:`__call__` (same rounding, same arithmetic), without the batch overhead:
+        a patch that lies inside the canvas is read as a strided view of the table.
+        """
+        s, p = self.canvas_size, self.patch_size
+        if out is None:
+            out = np.empty((self.n_patches, 1, p, p), dtype=np.float32)
+        scale = 0.5 * s
+        cx = (float(x) + 1.0) * scale
+        cy = (float(y) + 1.0) * scale
+        for i, (k, size, half, lo, lut, lut_col, denom) in enumerate(self._patches):
+            x0 = math.floor(cx - half + 0.5)
+            y0 = math.floor(cy - half + 0.5)
+            if x0 >= 0 and y0 >= 0 and x0 + size <= s and y0 + size <= s:
+                c = table[y0 : y0 + size + 1 : k, x0 : x0 + size + 1 : k]
+            elif 0 <= x0 - lo < len(lut) and 0 <= y0 - lo < len(lut):
+                c = table[lut_col[y0 - lo], lut[x0 - lo]]
+            else:  # a location outside [-1, 1]: the environment never asks for one, but stay exact
+                corners = self._corners[i]
+                c = table[np.clip(corners + y0, 0, s)[:, None], np.clip(corners + x0, 0, s)]
+            d = c[:, 1:] - c[:, :-1]
+            np.divide(d[1:] - d[:-1], denom, out=out[i, 0], dtype=np.float32)
+        return out

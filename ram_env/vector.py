@@ -41,7 +41,7 @@ class GlimpseVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.config = TaskConfig(**kwargs)
+        self.config = TaskConfig.from_kwargs(kwargs)
         self.core = GlimpseCore(self.config, num_envs)
         self.num_envs = num_envs
         self.n_images = self.core.n_images
@@ -58,48 +58,72 @@ class GlimpseVectorEnv(VectorEnv):
     def _obs(self) -> dict[str, np.ndarray]:
         return {"glimpse": self.core.glimpse.copy(), "location": self.core.location.copy()}
 
-    def _start(self, rows: np.ndarray, indices=None) -> None:
+    def _start(self, rows: np.ndarray | None, indices=None) -> None:
+        """Start new episodes in ``rows`` (``None``: all)."""
         self.core.reset(self.np_random, rows, indices)
-        self._needs_reset[rows] = False
-        self._answer[rows] = -1
-        self._history[rows, 0] = self.core.location[rows]
+        sel = slice(None) if rows is None else rows
+        self._needs_reset[sel] = False
+        self._answer[sel] = -1
+        self._history[sel, 0] = self.core.location[sel]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None and not isinstance(seed, (int, np.integer)):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
-        super().reset(seed=seed)
         options = options or {}
-        rows = self._all
+        unknown = set(options) - {"indices", "reset_mask"}
+        if unknown:
+            raise ValueError(f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the options are 'indices' and 'reset_mask'")
+        rows, mask = None, np.ones(self.num_envs, dtype=bool)
         if options.get("reset_mask") is not None:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != bool:
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask!r}")
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got {options['reset_mask']!r}")
+            mask = mask.copy()
             rows = np.flatnonzero(mask)
-        self._start(rows, options.get("indices"))
-        return self._obs(), {"index": self.core.index.copy(), "_index": np.isin(self._all, rows)}
+        indices = options.get("indices")
+        if indices is not None:
+            indices = self.core.check_indices(indices, self.num_envs if rows is None else len(rows))
+        super().reset(seed=seed)
+        self._start(rows, indices)
+        return self._obs(), {"index": self.core.index.copy(), "_index": mask}
 
     def step(self, actions: dict):
-        if (self.core.t < 0).any():
+        core = self.core
+        if (core.t < 0).any():
             raise RuntimeError("step() called before reset()")
-        if not isinstance(actions, dict) or set(actions) != {"location", "label"}:
-            raise ValueError(f"actions must be a dict with keys 'location' and 'label', got {actions!r}")
-        location, label = self.core.check_action(actions["location"], actions["label"])
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        restart = np.flatnonzero(self._needs_reset)
-        if len(restart):
-            self._start(restart)
-        running = np.flatnonzero(~np.isin(self._all, restart))
-        rewards[running], terminated[running] = self.core.step(running, location[running], label[running])
-        t = self.core.t[running] - 1
-        looked = running[t < self.core.n_glimpses]
-        self._history[looked, t[t < self.core.n_glimpses]] = self.core.location[looked]
-        self._answer[terminated] = label[terminated]
-        self._needs_reset = terminated.copy()
+        if not isinstance(actions, dict) or len(actions) != 2 or "location" not in actions or "label" not in actions:
+            keys = sorted(map(str, actions)) if isinstance(actions, dict) else None
+            raise ValueError(f"actions must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(actions)}")
+        location, label = core.check_action(actions["location"], actions["label"])
+        restart = self._needs_reset.copy()  # _start clears _needs_reset
+        if not restart.any():  # the common case: every env takes its step
+            rewards, terminated = core.step(None, location, label)
+            t = core.t - 1  # where each new location goes in the history
+            looked = ~terminated
+            if looked.all():
+                self._history[self._all, t] = core.location
+            else:
+                self._history[self._all[looked], t[looked]] = core.location[looked]
+        else:  # Gymnasium's NEXT_STEP autoreset: envs that ended last step start anew and ignore their action
+            rewards = np.zeros(self.num_envs)
+            terminated = np.zeros(self.num_envs, dtype=bool)
+            if restart.all():
+                self._start(None)
+            else:
+                self._start(np.flatnonzero(restart))
+                running = np.flatnonzero(~restart)
+                rewards[running], terminated[running] = core.step(running, location[running], label[running])
+                t = core.t[running] - 1
+                looked = t < core.n_glimpses
+                self._history[running[looked], t[looked]] = core.location[running[looked]]
         infos: dict[str, Any] = {}
         if terminated.any():
-            correct = label == self.core.label
-            infos = {"label": self.core.label.copy(), "_label": terminated, "correct": correct & terminated, "_correct": terminated}
+            self._answer[terminated] = label[terminated]
+            infos = {"label": core.label.copy(), "_label": terminated, "correct": (label == core.label) & terminated, "_correct": terminated}
+        if restart.any() or terminated.any():
+            infos["index"] = core.index.copy()
+            infos["_index"] = restart | terminated
+        self._needs_reset = terminated
         return self._obs(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
 
     def frame_state(self, i: int) -> dict[str, Any]:
