@@ -28,6 +28,8 @@ class CanvasSpec:
     clutter_size: int = 8
 
     def __post_init__(self):
+        if self.size > 2048:
+            raise ValueError(f"translated_size {self.size} is too large (at most 2048)")
         if self.size < DIGIT:
             raise ValueError(f"translated_size {self.size} is smaller than the {DIGIT}x{DIGIT} digit")
         if self.n_clutter < 0:
@@ -53,7 +55,11 @@ class Layout:
 
 
 def sample_layout(spec: CanvasSpec, index: np.ndarray, n_images: int, rng: np.random.Generator) -> Layout:
-    """Draw the random part of the canvases of the digits ``index`` (clutter comes from ``n_images`` images)."""
+    """Draw the random part of the canvases of the digits ``index`` (clutter comes from ``n_images`` images).
+
+    Every choice is uniform: the digit's top-left over all positions that keep it on the canvas, each
+    clutter piece's source image, its crop inside that image and its position on the canvas.
+    """
     b, c, cs = len(index), spec.n_clutter, spec.clutter_size
     return Layout(
         index=np.asarray(index, dtype=np.int64),

@@ -8,7 +8,8 @@ divided by 255; pixels outside the canvas read as 0.
 
 Area averages come from a summed-area table (integral image) built once per canvas: every output pixel
 is four lookups, whatever the scale, and clamping the lookups to the table is exactly zero padding.
-The sums are exact integers (int32); the only rounding is the final float32 division.
+The sums are exact integers (int32); the only rounding is the final float32 division (exactly the
+correctly rounded mean for canvases up to 256 px, whose sums fit float32's 24-bit mantissa).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+MAX_CANVAS = 2048  # 255 * 2048**2 < 2**31: the int32 summed-area tables cannot overflow
+MAX_PATCH = 2**20  # keeps every coordinate far from integer overflow
 
 
 def integral_image(canvases: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -53,6 +57,10 @@ class Retina:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if patch_size > canvas_size:
             raise ValueError(f"patch_size {patch_size} is larger than the {canvas_size}x{canvas_size} canvas")
+        if canvas_size > MAX_CANVAS:
+            raise ValueError(f"canvas_size {canvas_size} is too large: the summed-area tables are int32, so at most {MAX_CANVAS}")
+        if int(patch_size) * int(scale) ** (int(n_patches) - 1) > MAX_PATCH:
+            raise ValueError(f"the largest patch, patch_size * scale**(n_patches - 1) = {patch_size} * {scale}**{n_patches - 1}, is absurdly large (over {MAX_PATCH} pixels)")
         self.canvas_size = int(canvas_size)
         self.patch_size = int(patch_size)
         self.n_patches = int(n_patches)
@@ -63,6 +71,7 @@ class Retina:
         self._corners = np.arange(self.patch_size + 1, dtype=np.intp)[None, :] * self.blocks[:, None].astype(np.intp)
         self._half = self.sizes / 2.0  # float64, as in top_left
         self._denom = (255.0 * self.blocks**2).astype(np.float32)  # per-patch divisor, exact in float32
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # For the one-location path: scalars per patch, and the clamped corner coordinates for every
         # top-left coordinate ``v`` a location in [-1, 1] can give, ``lut[v - lo]`` (saves np.clip calls).
         self._patches = []
@@ -94,18 +103,37 @@ class Retina:
             return out
         tl = self.top_left(locations).astype(np.intp, copy=False)
         xs = tl[:, :, 0, None] + self._corners  # (B, n, p+1) columns of the corners
-        np.clip(xs, 0, s, out=xs)
+        np.minimum(np.maximum(xs, 0, out=xs), s, out=xs)  # clamping to the table is zero padding
         ys = tl[:, :, 1, None] + self._corners
-        np.clip(ys, 0, s, out=ys)
+        np.minimum(np.maximum(ys, 0, out=ys), s, out=ys)
         ys *= side
         base = np.arange(b, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
         ys += (base * (side * side))[:, None, None]
-        flat = ys[:, :, :, None] + xs[:, :, None, :]  # (B, n, p+1, p+1) flat indices of the corners
-        c = np.take(np.ascontiguousarray(tables).reshape(-1), flat)
-        d = c[:, :, :, 1:] - c[:, :, :, :-1]  # column differences, then row differences: block sums
-        sums = d[:, :, 1:] - d[:, :, :-1]
+        flat, c, d = self._scratch(b)
+        np.add(ys[:, :, :, None], xs[:, :, None, :], out=flat)  # (B, n, p+1, p+1) flat indices of the corners
+        # Every index is in range by construction; numpy's "wrap" mode skips the per-index bounds check
+        # of the default "raise" mode and is about twice as fast.
+        np.take(np.ascontiguousarray(tables).reshape(-1), flat, mode="wrap", out=c)
+        # Block sums from differences over the whole flat buffer (contiguous, so fast); the entries that
+        # straddle two rows or two patches are junk and never read.
+        q = p + 1
+        c, d = c.reshape(-1), d.reshape(-1)
+        np.subtract(c[1:], c[:-1], out=d[:-1])  # d[i] = c[i+1] - c[i]: column differences
+        np.subtract(d[q:-1], d[: -q - 1], out=c[: -q - 1])  # c[i] = d[i+q] - d[i]: the sum of block (j, l)
+        sums = c.reshape(b, n, q, q)[:, :, :p, :p]
         np.divide(sums, self._denom[None, :, None, None], out=out[:, :, 0], dtype=np.float32)
         return out
+
+    def _scratch(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scratch arrays for a batch of ``b`` locations, kept between calls (fresh ones cost page faults)."""
+        buffers = self._buffers.get(b)
+        if buffers is None:
+            if len(self._buffers) >= 3:  # the env's batch, plus a partial reset or two
+                self._buffers.clear()
+            q = self.patch_size + 1
+            shape = (b, self.n_patches, q, q)
+            buffers = self._buffers[b] = (np.empty(shape, np.intp), np.empty(shape, np.int32), np.empty(shape, np.int32))
+        return buffers
 
     def one(self, table: np.ndarray, x: float, y: float, out: np.ndarray | None = None) -> np.ndarray:
         """The glimpse ``(n_patches, 1, p, p)`` at one location ``(x, y)`` of one table ``(S+1, S+1)``.
@@ -132,3 +160,4 @@ class Retina:
             d = c[:, 1:] - c[:, :-1]
             np.divide(d[1:] - d[:-1], denom, out=out[i, 0], dtype=np.float32)
         return out
+

@@ -27,7 +27,9 @@ class GlimpseVectorEnv(VectorEnv):
     learner that works in whole episodes does.
 
     ``reset(options={"indices": idx})`` puts image ``idx[k]`` in env ``k`` (evaluation: visit a split
-    in chunks of ``num_envs``); ``options={"reset_mask": mask}`` resets only the masked envs.
+    in chunks of ``num_envs``); ``options={"reset_mask": mask}`` resets only the masked envs (with
+    ``indices``, one index per masked env, in order). ``infos["index"]`` (masked by ``infos["_index"]``)
+    says which image each new or ended episode shows.
 
     :param num_envs: number of episodes in the batch
     :param render_mode: ``"rgb_array"`` returns the frames of all envs tiled in a grid

@@ -192,3 +192,24 @@ def test_one_location_outside_the_unit_square_is_still_zero_padded():
 def test_impossible_retina_geometry(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Retina(**kwargs)
+
+
+def test_results_are_fresh_arrays_whatever_the_batch_size():
+    """The retina keeps scratch buffers between calls; what it returns must never alias them."""
+    rng = np.random.default_rng(2)
+    canvases = rng.integers(0, 256, (6, 30, 30)).astype(np.uint8)
+    retina = Retina(30, 6, 3, 2)
+    tables = integral_image(canvases)
+    calls = [(rng.uniform(-1, 1, (b, 2)).astype(np.float32), rng.integers(0, 6, b)) for b in (6, 2, 6, 1, 5, 3, 6)]
+    results = [retina(tables, loc, rows) for loc, rows in calls]
+    for (loc, rows), got in zip(calls, results):
+        assert np.array_equal(got, retina(tables, loc, rows))
+        for k in range(len(loc)):
+            assert np.array_equal(got[k], retina.one(tables[rows[k]], *loc[k].tolist()))
+
+
+def test_absurd_sizes_are_refused():
+    with pytest.raises(ValueError, match="canvas_size 4096 is too large"):
+        Retina(4096, 8, 1, 2)
+    with pytest.raises(ValueError, match=r"the largest patch, patch_size \* scale\*\*\(n_patches - 1\) = 8 \* 2\*\*30, is absurdly large"):
+        Retina(28, 8, 31, 2)
