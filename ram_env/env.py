@@ -82,12 +82,18 @@ class GlimpseEnv(gym.Env):
     | `start`           | `"random"` | first location: `"random"` or `"center"`                        |
     | `render_mode`     | `None`     | `"human"` or `"rgb_array"`                                      |
 
+    An unknown argument raises ``TypeError``; a value of the wrong type or an impossible geometry (a patch
+    larger than the canvas, clutter without translation, ``translated_size < 28``) raises ``ValueError``
+    or ``TypeError`` naming it. A missing or corrupt data file raises ``ram_env.datasets.DatasetError``
+    naming the folder and the files expected there.
+
     ```python
     >>> import gymnasium as gym, ram_env
     >>> env = gym.make("RAM/TranslatedMNIST60-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs["glimpse"].shape
     (3, 1, 12, 12)
+
     ```
     """
 
