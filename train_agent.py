@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
     agent.add_argument("--test_rollouts", type=positive_int, help="episodes per test image, averaged (default 1)")
     agent.add_argument("--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL")
-    agent.add_argument("--max-minutes", type=positive_float, help="stop after this much training time")
+    agent.add_argument("--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time")
+    agent.add_argument("--train-images", type=positive_int, help="train on the first N training images only (quick trials)")
     sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo)")
     sb3.add_argument("--total-timesteps", type=positive_int, help=f"env steps (default {DEFAULTS['total_timesteps']})")
     sb3.add_argument("--n-envs", type=positive_int, help=f"parallel envs (default {DEFAULTS['n_envs']})")
@@ -135,12 +136,14 @@ def main(argv=None) -> int:
         return 0
 
     from agents import reinforce
+    from agents.checkpoint import CheckpointError
+    from ram_env.datasets import DatasetError
 
     model_keys = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "std")
     try:
         config = TrainConfig(
             env_id=env_id, env_kwargs=env_kwargs, model={k: s[k] for k in model_keys}, data_dir=args.data_dir, device=args.device,
-            max_minutes=args.max_minutes, **{k: s[k] for k in ("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "classifier_loss", "seed")},
+            max_minutes=args.max_minutes, train_images=args.train_images, **{k: s[k] for k in ("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "classifier_loss", "seed")},
         )
     except ValueError as e:
         parser().error(str(e))
@@ -150,6 +153,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python train_agent.py --out {out} --resume  (plus the same flags)")
         return 130
+    except (ValueError, DatasetError, CheckpointError) as e:  # bad task geometry, data folder or checkpoint
+        print(f"train_agent.py: error: {e}", file=sys.stderr)
+        return 2
     print(f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training")
     model, _ = reinforce.load_model(out, reinforce.resolve_device(config.device))
     envs = reinforce.make_envs(config, "test", config.eval_batch * config.test_rollouts)

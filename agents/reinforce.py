@@ -55,6 +55,7 @@ class TrainConfig:
     device: str = "auto"
     max_minutes: float | None = None  # stop after the epoch that passes this much training time
     eval_batch: int = 1000
+    train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
 
     def __post_init__(self):
         if self.classifier_loss not in ("hybrid", "reinforce"):
@@ -86,8 +87,8 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
     return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, **config.model))
 
 
-def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, config: TrainConfig, device) -> tuple[torch.Tensor, dict[str, float]]:
-    """Play one episode per env on images ``indices`` and return the loss and its parts."""
+def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, config: TrainConfig, device) -> tuple[dict[str, torch.Tensor], float]:
+    """Play one episode per env on images ``indices``; return the loss terms and the mean reward."""
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = model.initial_state(n, device)
@@ -114,16 +115,15 @@ def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, conf
         obs, reward, terminated, _, info = envs.step(action)
     assert terminated.all(), "every episode ends after n_glimpses steps"
     reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
-    baselines = torch.stack(baselines)  # (T, N)
+    baselines = torch.stack(baselines)  # (T, N): b_t predicts the final reward from h_t
     advantage = (reward - baselines).detach()
-    loss_reinforce = -(torch.stack(log_pis) * advantage[: len(log_pis)]).sum(0).mean()
-    loss_baseline = F.mse_loss(baselines, reward.expand_as(baselines))
-    loss = loss_reinforce + loss_baseline
+    losses = {
+        "reinforce": -(torch.stack(log_pis) * advantage[: len(log_pis)]).sum(0).mean(),
+        "baseline": F.mse_loss(baselines, reward.expand_as(baselines)),
+    }
     if config.classifier_loss == "hybrid":
-        loss_action = F.cross_entropy(logits, torch.as_tensor(info["label"], device=device))
-        loss = loss + loss_action
-    parts = {"loss": loss.item(), "reward": reward.mean().item(), "baseline_mse": loss_baseline.item()}
-    return loss, parts
+        losses["action"] = F.cross_entropy(logits, torch.as_tensor(info["label"], device=device))
+    return losses, reward.mean().item()
 
 
 @torch.no_grad()
@@ -181,7 +181,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
     envs.reset(seed=config.seed)
     model = make_model(config, envs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    steps_per_epoch = envs.unwrapped.n_images // config.batch_size
+    n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
+    steps_per_epoch = n_train // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training images")
     if config.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.n_epochs * steps_per_epoch)
     else:
@@ -190,7 +193,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
     epoch, best_val, best_epoch, elapsed = 0, float("inf"), 0, 0.0
     if resume:
         state = checkpoint.load(run_dir, "last.pt", map_location=device)
-        if state["config"] != asdict(config):
+        if _trajectory(state["config"]) != _trajectory(asdict(config)):
             raise checkpoint.CheckpointError(f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -213,17 +216,18 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
             print(f"stopping: {elapsed / 60:.1f} minutes of training reached the --max-minutes budget")
             break
         start = time.perf_counter()
-        order = rng.permutation(envs.unwrapped.n_images)[: steps_per_epoch * config.batch_size]
+        order = rng.permutation(n_train)[: steps_per_epoch * config.batch_size]
         losses, rewards = [], []
         bar = tqdm(order.reshape(steps_per_epoch, config.batch_size), desc=f"epoch {epoch + 1}/{config.n_epochs}", leave=False, mininterval=1.0, disable=None)
         for images in bar:
-            loss, parts = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
+            terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
+            loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            losses.append(parts["loss"])
-            rewards.append(parts["reward"])
+            losses.append(loss.item())
+            rewards.append(reward)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
         val_error = 100 * (1 - float(evaluate(model, val_envs, 1, device).mean()))
         epoch += 1
@@ -259,6 +263,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
     envs.close()
     val_envs.close()
     return {"epochs": epoch, "best_val_error": best_val, "best_epoch": best_epoch, "elapsed_seconds": elapsed}
+
+
+def _trajectory(config: dict) -> dict:
+    """The parts of a config that shape the run (stopping rules and paths may change on resume)."""
+    return {k: v for k, v in config.items() if k not in ("patience", "max_minutes", "data_dir", "device")}
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:

@@ -1,0 +1,147 @@
+"""The RAM agent: learning, loss terms, checkpoints, resume."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from agents import checkpoint, reinforce
+from agents.ram import BatchPolicy, RAMConfig, RecurrentAttentionModel
+from agents.reinforce import TrainConfig
+
+
+def small_config(data_dir, **overrides) -> TrainConfig:
+    base = dict(batch_size=32, lr=2e-3, n_epochs=1, train_images=640, eval_batch=250, data_dir=data_dir, device="cpu",
+                model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64))
+    return TrainConfig(**{**base, **overrides})
+
+
+def val_accuracy(model, config, limit=500) -> float:
+    envs = reinforce.make_envs(config, "val", 250)
+    return float(reinforce.evaluate(model, envs, 1, "cpu", limit=limit).mean())
+
+
+def test_learns_far_above_chance(data_dir, tmp_path):
+    # 300 updates of 64 images, from 3,200 training images, with a small network: chance is 10%.
+    config = small_config(data_dir, train_images=3200, batch_size=64, n_epochs=6, lr=3e-3, lr_schedule="constant")
+    summary = reinforce.train(config, tmp_path / "run")
+    model, _ = reinforce.load_model(tmp_path / "run")
+    assert val_accuracy(model, config) > 0.5
+    assert summary["best_val_error"] < 50
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == reinforce.METRICS and len(rows) == 7
+
+
+def loss_terms(data_dir, **overrides):
+    torch.manual_seed(0)
+    config = small_config(data_dir, **overrides)
+    envs = reinforce.make_envs(config, "train", 16)
+    envs.reset(seed=0)
+    model = reinforce.make_model(config, envs)
+    terms, _ = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
+    return model, terms
+
+
+def touched(model, loss) -> set[str]:
+    """Names of the submodules that receive a non-zero gradient from ``loss``."""
+    model.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    return {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_each_loss_term_trains_only_its_own_part(data_dir):
+    model, terms = loss_terms(data_dir)
+    assert set(terms) == {"action", "reinforce", "baseline"}
+    # The baseline's squared error must not leak into the policy or the core.
+    assert touched(model, terms["baseline"]) == {"baseliner"}
+    # REINFORCE moves the location policy only: the sampled locations are detached actions.
+    assert touched(model, terms["reinforce"]) == {"locator"}
+    # Cross-entropy trains the classifier, core and glimpse network, never the policy or the baseline.
+    assert touched(model, terms["action"]) == {"classifier", "core", "what", "where"}
+
+
+def test_pure_rl_drops_cross_entropy_and_trains_the_classifier_by_reward(data_dir):
+    model, terms = loss_terms(data_dir, classifier_loss="reinforce")
+    assert set(terms) == {"reinforce", "baseline"}
+    assert {"classifier", "locator"} <= touched(model, terms["reinforce"])
+
+
+def test_baseline_predicts_the_reward():
+    model = RecurrentAttentionModel(RAMConfig(glimpse_shape=(1, 1, 8, 8)))
+    h = torch.randn(4, 256, requires_grad=True)
+    model.baseline(h).sum().backward()
+    assert h.grad is None  # the baseline reads the hidden state detached
+
+
+def test_save_load_gives_identical_predictions(data_dir, tmp_path):
+    config = small_config(data_dir)
+    envs = reinforce.make_envs(config, "val", 64)
+    model = reinforce.make_model(config, envs)
+    checkpoint.save(tmp_path / "m.pt", {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()})
+    loaded, loaded_config = reinforce.load_model(tmp_path / "m.pt")
+    assert loaded_config == config
+    obs, _ = envs.reset(seed=3, options={"indices": np.arange(64)})
+    a, b = BatchPolicy(model), BatchPolicy(loaded)
+    for t in range(config.model.get("n_glimpses", 6)):
+        act_a, act_b = a(obs, t == 0), b(obs, t == 0)
+        np.testing.assert_array_equal(act_a["location"], act_b["location"])
+        obs, *_ = envs.step(act_a)
+    torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
+
+
+def test_resume_continues_the_same_run(data_dir, tmp_path):
+    config = small_config(data_dir, n_epochs=2)
+    reinforce.train(config, tmp_path / "straight")
+    # The same run, stopped after its first epoch (a zero time budget) and resumed.
+    reinforce.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")
+    assert checkpoint.load(tmp_path / "stopped", "last.pt")["epoch"] == 1
+    reinforce.train(config, tmp_path / "stopped", resume=True)
+    a, b = checkpoint.load(tmp_path / "straight", "last.pt"), checkpoint.load(tmp_path / "stopped", "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+    assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (tmp_path / "stopped" / "metrics.csv").read_text().count("\n")
+
+
+def test_resume_refuses_another_config(data_dir, tmp_path):
+    config = small_config(data_dir)
+    reinforce.train(config, tmp_path / "run")
+    with pytest.raises(checkpoint.CheckpointError, match="another config"):
+        reinforce.train(replace(config, lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_bad_checkpoints_get_clear_errors(data_dir, tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
+        reinforce.load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or not a checkpoint"):
+        reinforce.load_model(tmp_path / "junk.pt")
+    config = small_config(data_dir)
+    model = reinforce.make_model(config, reinforce.make_envs(config, "val", 4))
+    payload = {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()}
+    checkpoint.save(tmp_path / "good.pt", payload)
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:2000])
+    with pytest.raises(checkpoint.CheckpointError, match="truncated"):
+        reinforce.load_model(tmp_path / "truncated.pt")
+    torch.save({"some": "dict"}, tmp_path / "foreign.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a RAM agent checkpoint"):
+        reinforce.load_model(tmp_path / "foreign.pt")
+    checkpoint.save(tmp_path / "mismatch.pt", {**payload, "model_config": {**payload["model_config"], "core_hidden": 99}})
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        reinforce.load_model(tmp_path / "mismatch.pt")
+
+
+def test_evaluate_visits_every_image_once_and_pads_the_last_chunk(data_dir):
+    config = small_config(data_dir)
+    envs = reinforce.make_envs(config, "val", 64)
+    model = reinforce.make_model(config, envs)
+    correct = reinforce.evaluate(model, envs, rollouts=4, limit=37)  # 16 images per chunk: 16 + 16 + 5
+    assert correct.shape == (37,)
+    again = reinforce.evaluate(model, envs, rollouts=4, limit=37)
+    np.testing.assert_array_equal(correct, again)  # seeded sampling: the same score every time
+
+
+def test_error_interval():
+    err, low, high = reinforce.error_with_interval(np.array([True] * 99 + [False]))
+    assert err == pytest.approx(1.0) and low < 1.0 < high and low > 0
