@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
     p.add_argument("--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1")
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     show.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
@@ -116,6 +117,9 @@ def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from agents.checkpoint import CheckpointError
     from agents.reinforce import error_with_interval
     from ram_env.datasets import DatasetError

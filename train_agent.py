@@ -87,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="default 1")
     run.add_argument("--data-dir", help="folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (the network is small: one is fastest, and never slow on a busy machine)")
     run.add_argument("--out", type=Path, help="run folder (default runs/<task>-<algo>-seed<seed>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     run.add_argument("--no-gif", action="store_true", help="do not write best.gif")
@@ -119,6 +120,7 @@ def task_of(s: dict) -> tuple[str, dict]:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
     s = settings(args)
     env_id, env_kwargs = task_of(s)
     out = args.out or Path("runs") / f"{env_id.split('/')[1]}-{s['algo']}-seed{s['seed']}"

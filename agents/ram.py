@@ -70,7 +70,7 @@ class RecurrentAttentionModel(nn.Module):
 
     def location_policy(self, h: torch.Tensor) -> Normal:
         """Gaussian over the next location, its mean in [-1, 1]."""
-        return Normal(torch.tanh(self.locator(h.detach())), self.config.std)
+        return Normal(torch.tanh(self.locator(h.detach())), self.config.std, validate_args=False)
 
     def baseline(self, h: torch.Tensor) -> torch.Tensor:
         return self.baseliner(h.detach()).squeeze(-1)

@@ -1,6 +1,10 @@
 import os
 
 import pytest
+import torch
+
+# The networks under test are tiny: one thread is fastest, and several fight badly on a busy machine.
+torch.set_num_threads(1)
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
