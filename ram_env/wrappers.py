@@ -1,0 +1,281 @@
+"""Adapters that let libraries with narrower space support (Stable-Baselines3 first) train on the RAM tasks.
+
+The native :class:`~ram_env.env.GlimpseEnv` takes a ``Dict(location=Box, label=Discrete)`` action.
+That is **not** Stable-Baselines3-compatible: SB3's algorithms take ``Box``, ``Discrete``, ``MultiDiscrete``
+and ``MultiBinary`` actions only (``PPO("MultiInputPolicy", env)`` raises on the ``Dict`` action, and
+``check_env`` warns that it is not supported), and its feed-forward
+policies see one observation at a time, while the task needs every glimpse of the episode. The wrappers
+here close both gaps without changing the task: an episode is still ``n_glimpses`` steps, the reward is
+still 1.0 for the right label on the last step, the validation/test images are the same.
+
+| Wrapper                   | Changes     | Space seen by the learner                                          |
+|---------------------------|-------------|--------------------------------------------------------------------|
+| :class:`FlatActionWrapper`     | action      | ``Box(-1, 1, (2 + n_classes,), float32)``                     |
+| :class:`DiscreteActionWrapper` | action      | ``MultiDiscrete([grid, grid, n_classes])``                    |
+| :class:`GlimpseHistoryWrapper` | observation | ``Box`` (flat, default) or ``Dict`` of all glimpses so far     |
+
+Each action wrapper converts both ways: ``to_native(action)`` gives the env's ``dict(location, label)``
+and ``from_native(native)`` the wrapped action; both also take a leading batch axis, so a policy trained
+on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv`. :class:`GlimpseHistory` is the
+batched bookkeeping behind :class:`GlimpseHistoryWrapper`, for the same purpose.
+
+```python
+>>> import gymnasium as gym, ram_env
+>>> from ram_env.wrappers import FlatActionWrapper, GlimpseHistoryWrapper
+>>> env = FlatActionWrapper(GlimpseHistoryWrapper(gym.make("RAM/MNIST-v0")))
+>>> env.observation_space.shape, env.action_space.shape
+((402,), (12,))
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["FlatActionWrapper", "DiscreteActionWrapper", "GlimpseHistoryWrapper", "GlimpseHistory", "flatten_native_obs"]
+
+
+def _native_spaces(env: gym.Env) -> tuple[spaces.Dict, int, int]:
+    """The native action space, number of classes and of glimpses of a (wrapped) glimpse env."""
+    space = env.action_space
+    if not (isinstance(space, spaces.Dict) and set(space.spaces) == {"location", "label"}):
+        raise ValueError(f"expected a glimpse env with a Dict(location, label) action space, got {space}")
+    config = getattr(env.unwrapped, "config", None)
+    if config is None or not hasattr(config, "n_glimpses"):
+        raise ValueError(f"expected a ram_env glimpse env (with a TaskConfig), got {env.unwrapped!r}")
+    return space, int(space["label"].n), int(config.n_glimpses)
+
+
+def _as_float_action(action: Any, size: int, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(action, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} action must be numbers, got {action!r}") from None
+    if a.ndim < 1 or a.shape[-1] != size:
+        raise ValueError(f"{name} action must have shape (..., {size}), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} action must be finite, got {a.tolist()}")
+    return a
+
+
+class FlatActionWrapper(gym.ActionWrapper):
+    """A ``Box`` action for learners with Gaussian policies (PPO, A2C, SAC, ...).
+
+    ## Action Space
+
+    ``Box(-1, 1, (2 + n_classes,), float32)``
+
+    | Index             | Meaning                                                               |
+    |-------------------|-----------------------------------------------------------------------|
+    | `0, 1`            | ``(x, y)`` of the next glimpse, as the native ``location``            |
+    | `2 .. 1+n_classes` | one score per class; the native ``label`` is the arg-max (first on ties) |
+
+    An action outside ``[-1, 1]``, NaN or of the wrong shape raises ``ValueError`` (nothing is clipped
+    here; SB3 clips its Gaussian samples to the bounds itself before stepping).
+
+    Reversible: ``to_native(from_native(a)) == a`` for every native action ``a`` (``from_native`` puts
+    +1 on the label's score and -1 on the others); ``from_native(to_native(f))`` keeps the location and
+    the arg-max of ``f``.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        _, self.n_classes, _ = _native_spaces(env)
+        self.action_space = spaces.Box(-1.0, 1.0, (2 + self.n_classes,), np.float32)
+
+    def to_native(self, action: Any) -> dict[str, np.ndarray]:
+        """``(..., 2 + n_classes)`` flat action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
+        a = _as_float_action(action, 2 + self.n_classes, "flat")
+        if np.abs(a).max() > 1.0:
+            raise ValueError(f"flat action must lie in [-1, 1] (no clipping is done), got {a.tolist()}")
+        label = np.argmax(a[..., 2:], axis=-1).astype(np.int64)
+        return {"location": a[..., :2].copy(), "label": label if label.ndim else np.int64(label)}
+
+    def from_native(self, action: dict) -> np.ndarray:
+        """``dict(location, label)`` (optionally batched) -> the flat action whose arg-max is ``label``."""
+        location = np.asarray(action["location"], dtype=np.float32)
+        label = np.asarray(action["label"], dtype=np.int64)
+        scores = np.full(label.shape + (self.n_classes,), -1.0, dtype=np.float32)
+        np.put_along_axis(scores, label[..., None], 1.0, axis=-1)
+        return np.concatenate([location, scores], axis=-1)
+
+    def action(self, action: Any) -> dict[str, Any]:
+        native = self.to_native(action)
+        return {"location": native["location"], "label": int(native["label"])}
+
+
+class DiscreteActionWrapper(gym.ActionWrapper):
+    """A ``MultiDiscrete`` action for learners with categorical policies (PPO, A2C, DQN-style, ...).
+
+    ## Action Space
+
+    ``MultiDiscrete([grid, grid, n_classes])``
+
+    | Index | Meaning                                                                       |
+    |-------|-------------------------------------------------------------------------------|
+    | `0`   | column ``i`` of a ``grid x grid`` lattice: ``x = -1 + 2 i / (grid - 1)``       |
+    | `1`   | row ``j`` of the lattice: ``y = -1 + 2 j / (grid - 1)``                          |
+    | `2`   | the label, as the native ``label``                                              |
+
+    With ``grid=7`` the lattice is ``{-1, -2/3, -1/3, 0, 1/3, 2/3, 1}`` on each axis; ``(-1, -1)`` is
+    the top-left corner as everywhere in ``ram_env``.
+
+    Reversible: ``from_native(to_native(d)) == d`` for every discrete action ``d``;
+    ``from_native`` snaps a native location to the nearest lattice point, so ``to_native(from_native(a))``
+    equals ``a`` exactly when its location lies on the lattice.
+
+    :param grid: lattice points per axis (at least 2)
+    """
+
+    def __init__(self, env: gym.Env, grid: int = 7):
+        super().__init__(env)
+        if not isinstance(grid, (int, np.integer)) or grid < 2:
+            raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
+        _, self.n_classes, _ = _native_spaces(env)
+        self.grid = int(grid)
+        self.lattice = np.linspace(-1.0, 1.0, self.grid, dtype=np.float32)
+        self.action_space = spaces.MultiDiscrete([self.grid, self.grid, self.n_classes])
+
+    def to_native(self, action: Any) -> dict[str, np.ndarray]:
+        """``(..., 3)`` integer action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
+        a = np.asarray(action)
+        if a.ndim < 1 or a.shape[-1] != 3 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"discrete action must be integers of shape (..., 3), got {action!r}")
+        high = np.array([self.grid, self.grid, self.n_classes])
+        if (a < 0).any() or (a >= high).any():
+            raise ValueError(f"discrete action must lie in [0, {high.tolist()}), got {a.tolist()}")
+        label = a[..., 2].astype(np.int64)
+        return {"location": self.lattice[a[..., :2]], "label": label if label.ndim else np.int64(label)}
+
+    def from_native(self, action: dict) -> np.ndarray:
+        """``dict(location, label)`` (optionally batched) -> the discrete action at the nearest lattice point."""
+        location = np.asarray(action["location"], dtype=np.float64)
+        index = np.clip(np.rint((location + 1.0) / 2.0 * (self.grid - 1)), 0, self.grid - 1).astype(np.int64)
+        label = np.asarray(action["label"], dtype=np.int64)
+        return np.concatenate([index, label[..., None]], axis=-1)
+
+    def action(self, action: Any) -> dict[str, Any]:
+        native = self.to_native(action)
+        return {"location": native["location"], "label": int(native["label"])}
+
+
+def flatten_native_obs(obs: dict[str, np.ndarray], batched: bool = True) -> np.ndarray:
+    """The native observation(s) as one float32 vector each, as ``gymnasium.wrappers.FlattenObservation``
+    lays them out (``glimpse`` then ``location``): ``(N, D)`` if ``batched`` else ``(D,)``."""
+    lead = (len(obs["location"]),) if batched else ()
+    return np.concatenate([np.asarray(obs[k], np.float32).reshape(lead + (-1,)) for k in ("glimpse", "location")], axis=-1)
+
+
+class GlimpseHistory:
+    """Every glimpse and location of ``num_envs`` running episodes, in fixed-size zero-filled arrays.
+
+    The batched bookkeeping behind :class:`GlimpseHistoryWrapper`; a policy that drives a
+    :class:`~ram_env.vector.GlimpseVectorEnv` uses it directly (``start`` on an episode's first
+    observation, ``add`` on each later one), so both lay observations out identically.
+    """
+
+    def __init__(self, n_glimpses: int, glimpse_shape: tuple[int, ...], num_envs: int = 1):
+        self.n_glimpses = int(n_glimpses)
+        self.glimpse_shape = tuple(glimpse_shape)
+        self.glimpses = np.zeros((num_envs, self.n_glimpses, *self.glimpse_shape), dtype=np.float32)
+        self.locations = np.zeros((num_envs, self.n_glimpses, 2), dtype=np.float32)
+        self.count = np.zeros(num_envs, dtype=np.int64)  # glimpses stored per episode
+
+    @property
+    def size(self) -> int:
+        """Length of the flat observation."""
+        return self.n_glimpses * (int(np.prod(self.glimpse_shape)) + 3)
+
+    def start(self, obs: dict[str, np.ndarray], rows=slice(None)) -> None:
+        """Begin new episodes in ``rows`` from their first (batched) native observation."""
+        self.glimpses[rows] = 0.0
+        self.locations[rows] = 0.0
+        self.count[rows] = 0
+        self.add(obs, rows)
+
+    def add(self, obs: dict[str, np.ndarray], rows=slice(None)) -> None:
+        """Store the next (batched) native observation of the episodes in ``rows``."""
+        rows = np.arange(len(self.count))[rows]
+        if (self.count[rows] >= self.n_glimpses).any():
+            raise RuntimeError(f"more than n_glimpses={self.n_glimpses} glimpses in one episode")
+        t = self.count[rows]
+        self.glimpses[rows, t] = np.asarray(obs["glimpse"], np.float32).reshape((len(rows),) + self.glimpse_shape)
+        self.locations[rows, t] = np.asarray(obs["location"], np.float32).reshape(len(rows), 2)
+        self.count[rows] += 1
+
+    def step_one_hot(self) -> np.ndarray:
+        """``(num_envs, n_glimpses)``: a 1 at the index of the latest glimpse (the step counter)."""
+        out = np.zeros((len(self.count), self.n_glimpses), dtype=np.float32)
+        out[np.arange(len(self.count)), np.maximum(self.count - 1, 0)] = 1.0
+        return out
+
+    def flat(self) -> np.ndarray:
+        """``(num_envs, size)``: all glimpses, then all locations, then the step one-hot."""
+        n = len(self.count)
+        return np.concatenate([self.glimpses.reshape(n, -1), self.locations.reshape(n, -1), self.step_one_hot()], axis=1)
+
+    def dict(self) -> dict[str, np.ndarray]:
+        return {"glimpses": self.glimpses.copy(), "locations": self.locations.copy(), "step": self.step_one_hot()}
+
+
+class GlimpseHistoryWrapper(gym.Wrapper):
+    """Show a feed-forward policy the whole episode so far, so it needs no recurrence.
+
+    ## Observation Space
+
+    ``flatten=True`` (default): ``Box(low, high, (n_glimpses * (n_patches * p * p + 3),), float32)``,
+    the three parts of the table below concatenated in that order (``low`` is -1 on the locations and
+    0 elsewhere, ``high`` is 1). ``flatten=False``: a ``Dict`` with the same three keys, which SB3's
+    ``MultiInputPolicy`` accepts.
+
+    | Key         | Shape                                      | Meaning                                    |
+    |-------------|--------------------------------------------|--------------------------------------------|
+    | `glimpses`  | ``(n_glimpses, n_patches, 1, p, p)`` in [0, 1] | glimpse ``k`` in slot ``k``; later slots 0 |
+    | `locations` | ``(n_glimpses, 2)`` in [-1, 1]             | where glimpse ``k`` was taken; later slots 0 |
+    | `step`      | ``(n_glimpses,)`` one-hot                  | 1 at the slot of the latest glimpse        |
+
+    So on step ``t`` (``t`` glimpses taken) slots ``0 .. t-1`` are filled and ``step[t-1] = 1``; the
+    last action of the episode (the one whose label counts) is chosen when ``step[n_glimpses-1] = 1``.
+    The terminal observation repeats the last one (the env takes no glimpse on the final step). Actions,
+    rewards, ``info`` and episode ends are the wrapped env's, untouched.
+
+    :param flatten: a flat ``Box`` (for ``MlpPolicy``) rather than a ``Dict``
+    """
+
+    def __init__(self, env: gym.Env, flatten: bool = True):
+        super().__init__(env)
+        obs_space = env.observation_space
+        if not (isinstance(obs_space, spaces.Dict) and set(obs_space.spaces) == {"glimpse", "location"}):
+            raise ValueError(f"expected a glimpse env with a Dict(glimpse, location) observation space, got {obs_space}")
+        _, _, n = _native_spaces(env)
+        self.flatten = bool(flatten)
+        shape = obs_space["glimpse"].shape
+        self.history = GlimpseHistory(n, shape, num_envs=1)
+        g = spaces.Box(0.0, 1.0, (n, *shape), np.float32)
+        loc = spaces.Box(-1.0, 1.0, (n, 2), np.float32)
+        step = spaces.Box(0.0, 1.0, (n,), np.float32)
+        if self.flatten:
+            low = np.concatenate([np.zeros(g.shape).ravel(), -np.ones(loc.shape).ravel(), np.zeros(n)]).astype(np.float32)
+            self.observation_space = spaces.Box(low, np.ones_like(low), dtype=np.float32)
+        else:
+            self.observation_space = spaces.Dict(glimpses=g, locations=loc, step=step)
+
+    def _observation(self):
+        if self.flatten:
+            return self.history.flat()[0]
+        return {k: v[0] for k, v in self.history.dict().items()}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.history.start({k: v[None] for k, v in obs.items()})
+        return self._observation(), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not (terminated or truncated):
+            self.history.add({k: v[None] for k, v in obs.items()})
+        return self._observation(), reward, terminated, truncated, info

@@ -1,0 +1,237 @@
+"""Stable-Baselines3 / sb3-contrib on the RAM tasks: training runs, run folders, save/load, evaluation."""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from agents import sb3
+from ram_env.vector import GlimpseVectorEnv
+
+TASK = dict(dataset="MNIST", n_glimpses=6, patch_size=8, n_patches=1, scale=2)
+SMALL = {  # short rollouts so a few thousand steps make several updates and checkpoints
+    "ppo": dict(n_steps=64, batch_size=128, n_epochs=2),
+    "a2c": dict(n_steps=12),
+    "recurrent_ppo": dict(n_steps=64, batch_size=128, n_epochs=2),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(algo, run_dir, data_dir, steps=2048, **kw):
+    kw.setdefault("hyperparameters", SMALL[algo])
+    kw.setdefault("progress_bar", False)
+    return sb3.train(algo, dict(TASK, data_dir=data_dir), run_dir, steps, n_envs=4, eval_episodes=64, eval_every=512, **kw)
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("ppo")
+    return run_dir, _train("ppo", run_dir, data_dir, steps=2048)
+
+
+def test_ppo_run_folder(ppo_run):
+    run_dir, summary = ppo_run
+    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.csv", "model.zip", "best.zip"}
+    assert not list(run_dir.glob(".*tmp*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"] == "ppo" and config["total_timesteps"] == 2048 and config["env"]["dataset"] == "MNIST"
+    assert "split" not in config["env"] and config["hyperparameters"]["gamma"] == 1.0
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert list(rows[0]) == list(sb3.METRICS_FIELDS) and len(rows) >= 3
+    steps = [int(r["timesteps"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] == summary["timesteps"] >= 2048
+    assert all(0.0 <= float(r["val_error"]) <= 1.0 for r in rows)
+    assert summary["best_val_error"] == min(float(r["val_error"]) for r in rows)
+
+
+def test_save_load_predicts_identically(ppo_run, data_dir):
+    from stable_baselines3 import PPO
+
+    run_dir, _ = ppo_run
+    model, config = sb3.load(run_dir / "model.zip")
+    again = PPO.load(run_dir / "model.zip", device="cpu")
+    env = sb3.make_env("ppo", config["env"], "val")
+    obs = np.stack([env.reset(seed=i)[0] for i in range(16)])
+    a, _ = model.predict(obs, deterministic=True)
+    b, _ = again.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (16, 12)
+
+
+def test_batch_policy_matches_the_wrapped_env(ppo_run, data_dir):
+    """The rendering policy on the vector env acts as the model does on the wrapped single env."""
+    run_dir, _ = ppo_run
+    model, config = sb3.load(run_dir)
+    policy = sb3.batch_policy(run_dir)
+    venv = GlimpseVectorEnv(num_envs=3, **dict(config["env"], split="test", start="center"))
+    env = sb3.make_env("ppo", dict(config["env"], start="center"), "test")
+    obs, _ = venv.reset(seed=0, options={"indices": np.array([7, 8, 9])})
+    sobs, _ = env.reset(options={"index": 8})
+    first = True
+    for t in range(6):
+        action = policy(obs, first)
+        assert action["location"].shape == (3, 2) and action["location"].dtype == np.float32
+        assert action["label"].shape == (3,) and action["label"].dtype == np.int64
+        wrapped, _ = model.predict(sobs, deterministic=True)
+        native = env.to_native(wrapped)
+        np.testing.assert_allclose(action["location"][1], native["location"], atol=1e-6)
+        if t == 5:
+            assert action["label"][1] == native["label"]
+        obs, _, terminated, _, _ = venv.step(action)
+        sobs, *_ = env.step(wrapped)
+        first = False
+    assert terminated.all()
+
+
+def test_evaluate_scores_one_episode_per_image(ppo_run, data_dir):
+    run_dir, _ = ppo_run
+    correct, config = sb3.evaluate(run_dir, split="test", data_dir=data_dir, limit=50)
+    assert correct.shape == (50,) and correct.dtype == bool
+    assert config["algo"] == "ppo"
+    again, _ = sb3.evaluate(run_dir / "best.zip", split="test", data_dir=data_dir, limit=50)
+    np.testing.assert_array_equal(correct, again)  # deterministic
+
+
+def test_resume_continues_to_the_budget(ppo_run, data_dir, tmp_path):
+    import shutil
+
+    src, _ = ppo_run
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(src, run_dir)
+    rows_before = len(list(csv.DictReader(open(run_dir / "metrics.csv"))))
+    summary = sb3.train("ppo", dict(TASK, data_dir=data_dir), run_dir, 3072, resume=True, progress_bar=False)
+    assert summary["timesteps"] >= 3072
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert len(rows) > rows_before and int(rows[-1]["timesteps"]) == summary["timesteps"]
+    assert float(rows[-1]["wall_s"]) >= float(rows[rows_before - 1]["wall_s"])
+    assert json.loads((run_dir / "config.json").read_text())["total_timesteps"] == 3072
+    with pytest.raises(FileExistsError, match="resume"):
+        sb3.train("ppo", dict(TASK, data_dir=data_dir), run_dir, 3072, progress_bar=False)
+    with pytest.raises(ValueError, match="cannot resume"):
+        sb3.train("a2c", dict(TASK, data_dir=data_dir), run_dir, 8192, resume=True, progress_bar=False)
+
+
+def test_a2c_trains(tmp_path, data_dir):
+    summary = _train("a2c", tmp_path, data_dir)
+    assert summary["timesteps"] >= 2048
+    assert (tmp_path / "best.zip").is_file() and (tmp_path / "model.zip").is_file()
+    correct, config = sb3.evaluate(tmp_path, data_dir=data_dir, limit=20)
+    assert correct.shape == (20,) and config["algo"] == "a2c"
+
+
+def test_discrete_action_ppo_trains(tmp_path, data_dir):
+    summary = _train("ppo", tmp_path, data_dir, steps=1024, action="discrete", grid=5)
+    assert summary["timesteps"] >= 1024
+    correct, config = sb3.evaluate(tmp_path, data_dir=data_dir, limit=10)
+    assert correct.shape == (10,) and config["action"] == "discrete"
+    out = sb3.batch_policy(tmp_path)(GlimpseVectorEnv(num_envs=2, **dict(TASK, data_dir=data_dir)).reset(seed=0)[0], True)
+    assert set(np.unique(out["location"])) <= set(np.linspace(-1, 1, 5, dtype=np.float32))
+
+
+def test_recurrent_ppo_round_trip(tmp_path, data_dir):
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib import RecurrentPPO
+
+    summary = _train("recurrent_ppo", tmp_path, data_dir, steps=1024)
+    assert summary["timesteps"] >= 1024
+    model, config = sb3.load(tmp_path)
+    again = RecurrentPPO.load(tmp_path / "best.zip", device="cpu")
+    env = sb3.make_env("recurrent_ppo", config["env"], "val")
+    obs = np.stack([env.reset(seed=i)[0] for i in range(4)])
+    starts = np.ones(4, dtype=bool)
+    a, state_a = model.predict(obs, episode_start=starts, deterministic=True)
+    b, state_b = again.predict(obs, episode_start=starts, deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(state_a[0], state_b[0])
+    correct, _ = sb3.evaluate(tmp_path, data_dir=data_dir, limit=10)
+    assert correct.shape == (10,)
+    # the rendering policy carries the LSTM state over a whole episode of the vector env
+    venv = GlimpseVectorEnv(num_envs=2, **config["env"])
+    policy = sb3.batch_policy(tmp_path)
+    obs, _ = venv.reset(seed=0)
+    for t in range(6):
+        obs, _, terminated, _, _ = venv.step(policy(obs, t == 0))
+    assert terminated.all()
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="unknown algo 'dqn'"):
+        sb3.train("dqn", TASK, tmp_path / "x", 100)
+    with pytest.raises(ValueError, match="total_timesteps"):
+        sb3.train("ppo", TASK, tmp_path / "x", 0)
+    with pytest.raises(ValueError, match="unknown action"):
+        sb3.train("ppo", TASK, tmp_path / "x", 100, action="grid")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        sb3.train("ppo", TASK, tmp_path / "x", 100, resume=True)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        sb3.evaluate(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"algo": "ppo", "env": TASK, "hyperparameters": {}}))
+    with pytest.raises(FileNotFoundError, match="best.zip"):
+        sb3.evaluate(tmp_path)
+    (tmp_path / "best.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="best.zip is not a readable PPO model"):
+        sb3.evaluate(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        sb3.evaluate(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"algo": "dqn", "env": TASK, "hyperparameters": {}}))
+    with pytest.raises(ValueError, match="unknown algo"):
+        sb3.batch_policy(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="neither a run folder"):
+        sb3.evaluate(tmp_path / "notes.txt")
+
+
+def test_progress_bar_without_rich_warns(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setattr(sb3, "_progress_bar_available", lambda: False)
+    with pytest.warns(UserWarning, match="rich"):
+        _train("ppo", tmp_path, data_dir, steps=256, progress_bar=True)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "recurrent_ppo"])
+def test_vec_env_shows_what_the_wrappers_show(algo, data_dir):
+    """The batched SB3 VecEnv used for training lays out observations exactly as make_env's wrappers."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    kw = dict(TASK, data_dir=data_dir, start="center")
+    venv = sb3.make_vec_env(algo, kw, 3, seed=5)
+    assert isinstance(venv, VecEnv) and venv.num_envs == 3
+    single = sb3.make_env(algo, kw)
+    assert venv.observation_space == single.observation_space and venv.action_space == single.action_space
+    obs = venv.reset()
+    index = int(venv.venv.core.index[1])
+    sobs, _ = single.reset(options={"index": index})
+    np.testing.assert_array_equal(obs[1], sobs)
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        actions = rng.uniform(-1, 1, (3, 12)).astype(np.float32)
+        obs, rewards, dones, infos = venv.step(actions)
+        sobs, sreward, terminated, _, sinfo = single.step(actions[1])
+        if t < 5:
+            np.testing.assert_array_equal(obs[1], sobs)
+            assert not dones.any() and infos[1] == {}
+    assert dones.all() and terminated and rewards[1] == sreward
+    np.testing.assert_array_equal(infos[1]["terminal_observation"], sobs)
+    assert infos[1]["correct"] == sinfo["correct"] and infos[1]["episode"]["r"] == sreward
+    assert venv.venv.core.t.tolist() == [1, 1, 1]  # new episodes have begun
+    assert obs.shape == (3,) + single.observation_space.shape
+    venv.close()
+
+
+def test_progress_bar_with_rich(tmp_path, data_dir):
+    pytest.importorskip("rich")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        summary = _train("ppo", tmp_path, data_dir, steps=256, progress_bar=True)
+    assert summary["timesteps"] >= 256
