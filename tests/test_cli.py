@@ -65,3 +65,15 @@ def test_evaluate_reports_bad_checkpoints(tmp_path, capsys):
     (tmp_path / "junk.pt").write_text("junk")
     assert evaluate.main([str(tmp_path / "junk.pt")]) == 2
     assert "truncated or not a checkpoint" in capsys.readouterr().err
+
+
+def test_learning_curves_from_a_run(data_dir, tmp_path):
+    from agents import curves
+
+    run = tmp_path / "run"
+    assert train_agent.main(TINY + ["--n_epochs", "2", "--no-gif", "--out", str(run)]) == 0
+    assert curves.read_metrics(run)["epoch"] == [1.0, 2.0]
+    png = curves.plot([run], tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        curves.main([str(tmp_path / "no-run")])
