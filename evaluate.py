@@ -44,8 +44,9 @@ def load_agent(args: argparse.Namespace):
     if is_sb3(args.checkpoint):
         from agents import sb3
 
-        kwargs = dict(sb3.load_config(args.checkpoint)["env"])
-        policy = sb3.batch_policy(args.checkpoint)
+        model, config = sb3.load(args.checkpoint)
+        kwargs = {k: v for k, v in config["env"].items() if k != "split"}
+        policy = sb3.policy_of(model, config["algo"], config["env"])
     else:
         import gymnasium as gym
 

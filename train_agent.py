@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from agents.reinforce import TrainConfig
+from agents.reinforce import TrainConfig, error_with_interval
 
 # The paper's four experiments, as the seed ran them.
 PRESETS = {
@@ -29,8 +29,8 @@ PRESETS = {
 # Defaults of a run with no flags (RAM/MNIST-v0); see the README for why.
 DEFAULTS = dict(
     data="MNIST", translated_size=None, n_clutter=0, clutter_size=8, n_glimpses=6, patch_size=8, n_patches=1, scale=2,
-    std=0.15, start="random", seed=1, batch_size=128, n_epochs=60, patience=100, lr=1e-3, lr_schedule="cosine",
-    train_rollouts=1, test_rollouts=1, glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn",
+    std=0.15, start="random", seed=1, batch_size=128, n_epochs=40, patience=100, lr=1e-3, lr_schedule="cosine",
+    train_rollouts=1, test_rollouts=10, glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn",
     classifier_loss="hybrid", algo="ram", total_timesteps=200_000, n_envs=8,
 )
 
@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--n_epochs", type=positive_int, help=f"default {DEFAULTS['n_epochs']}")
     agent.add_argument("--patience", type=positive_int, help="stop after this many epochs without a better val error")
     agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
-    agent.add_argument("--test_rollouts", type=positive_int, help="episodes per test image, averaged (default 1)")
+    agent.add_argument("--test_rollouts", type=positive_int, help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})")
     agent.add_argument("--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL")
     agent.add_argument("--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time")
     agent.add_argument("--train-images", type=positive_int, help="train on the first N training images only (quick trials)")
@@ -132,9 +132,16 @@ def main(argv=None) -> int:
     if s["algo"] != "ram":
         from agents import sb3
 
-        env_kwargs["data_dir"] = args.data_dir
-        summary = sb3.train(s["algo"], dict(dataset=s["data"], **env_kwargs), out, s["total_timesteps"], seed=s["seed"], device=args.device, resume=args.resume, n_envs=s["n_envs"])
-        print(summary)
+        task = dict(dataset=s["data"], data_dir=args.data_dir, **env_kwargs)
+        try:
+            summary = sb3.train(s["algo"], task, out, s["total_timesteps"], seed=s["seed"], device=args.device, resume=args.resume, n_envs=s["n_envs"])
+            correct, _ = sb3.evaluate(out, "test", args.data_dir)
+        except (ValueError, FileNotFoundError, FileExistsError) as e:
+            print(f"train_agent.py: error: {e}", file=sys.stderr)
+            return 2
+        err, low, high = error_with_interval(correct)
+        print(f"{s['algo']}: {summary}")
+        print(f"test error of best.zip: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
         return 0
 
     from agents import reinforce

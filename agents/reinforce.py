@@ -45,10 +45,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "cosine"  # "cosine" (to 0 over n_epochs) or "constant"
-    n_epochs: int = 60
+    n_epochs: int = 40
     patience: int = 100  # stop after this many epochs without a better val error
     train_rollouts: int = 1  # episodes per training image in a batch
-    test_rollouts: int = 1  # episodes per image at evaluation, class probabilities averaged
+    test_rollouts: int = 10  # episodes per image at test, locations sampled, class probabilities averaged
     classifier_loss: str = "hybrid"  # "hybrid" (cross-entropy) or "reinforce" (pure RL)
     seed: int = 1
     data_dir: str | None = None

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import json
 import os
 import time
@@ -261,7 +260,7 @@ def make_vec_env(algo: str, env_kwargs: dict[str, Any], n_envs: int, split: str 
     return venv
 
 
-def _make_batch_policy(model, algo: str, env_kwargs: dict[str, Any]) -> Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]:
+def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]:
     """The rendering protocol's batch policy for a loaded/live ``model`` (see :func:`batch_policy`)."""
     if isinstance(model.action_space, gym.spaces.MultiDiscrete):
         grid, n_classes = int(model.action_space.nvec[0]), int(model.action_space.nvec[2])
@@ -294,7 +293,7 @@ def _make_batch_policy(model, algo: str, env_kwargs: dict[str, Any]) -> Callable
 
 def _val_error(model, algo: str, env_kwargs: dict[str, Any], venv: GlimpseVectorEnv, seed: int = 0) -> float:
     """Error of the deterministic policy on images ``0 .. num_envs-1`` of ``venv``'s split (fixed starts)."""
-    policy = _make_batch_policy(model, algo, env_kwargs)
+    policy = policy_of(model, algo, env_kwargs)
     obs, _ = venv.reset(seed=seed, options={"indices": np.arange(venv.num_envs)})
     first = True
     while True:
@@ -384,10 +383,6 @@ def _make_callback(model_path: Path, best_path: Path, metrics_path: Path, algo: 
     return RunCallback()
 
 
-def _progress_bar_available() -> bool:
-    return importlib.util.find_spec("tqdm") is not None and importlib.util.find_spec("rich") is not None
-
-
 def train(
     algo: str,
     env_kwargs: dict[str, Any],
@@ -415,7 +410,7 @@ def train(
     :param eval_episodes: size of the fixed validation subset (images ``0 .. eval_episodes-1`` of ``val``)
     :param eval_every: timesteps between checkpoints; default ``total_timesteps // 20``, at least one rollout
     :param hyperparameters: overrides of :data:`HYPERPARAMS[algo]` (``policy_kwargs`` replaced whole)
-    :param progress_bar: SB3's progress bar (needs ``tqdm`` and ``rich``; skipped with a warning otherwise)
+    :param progress_bar: SB3's progress bar
     :param action: ``"box"`` (:class:`FlatActionWrapper`, the default) or ``"discrete"``
         (:class:`DiscreteActionWrapper` with a ``grid x grid`` lattice)
     :return: summary: timesteps, wall seconds, last and best validation error, last training accuracy, paths
@@ -488,13 +483,10 @@ def train(
         model = cls(_policy_name(algo), venv, seed=int(seed), device=device, verbose=verbose, **_algo_kwargs(hp))
 
     callback = _make_callback(model_path, best_path, metrics_path, algo, env_kwargs, val_env, eval_every, wall_offset, best_val)
-    use_bar = progress_bar and _progress_bar_available()
-    if progress_bar and not use_bar:
-        warnings.warn("SB3's progress bar needs tqdm and rich (pip install rich); training without it", stacklevel=2)
     remaining = int(total_timesteps) - model.num_timesteps
     t0 = time.perf_counter()
     if remaining > 0:
-        model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=use_bar)
+        model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
     else:
         callback.init_callback(model)
         callback.start = time.perf_counter()
@@ -559,7 +551,7 @@ def batch_policy(path: Path) -> Callable[[dict[str, np.ndarray], bool], dict[str
     ``(N,)`` int64.
     """
     model, config = load(path)
-    return _make_batch_policy(model, config["algo"], config["env"])
+    return policy_of(model, config["algo"], config["env"])
 
 
 def evaluate(path: Path, split: str = "test", data_dir: str | None = None, limit: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:

@@ -96,11 +96,13 @@ class GlimpseCore:
         self.spec = config.canvas_spec
         self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale)
         self.n_glimpses = config.n_glimpses
-        # The val and test canvases are fixed: draw every image's layout once, from a seed of the split.
-        self.fixed_layout = None
+        # The val and test episodes are fixed: draw every image's layout and random start location once,
+        # from a seed of the split, so that every agent, run and library is scored on the same episodes.
+        self.fixed_layout = self.fixed_start = None
         if config.split != "train":
             rng = np.random.default_rng(_fixed_seed(config))
             self.fixed_layout = canvas.sample_layout(self.spec, np.arange(self.n_images), self.n_images, rng)
+            self.fixed_start = rng.uniform(-1.0, 1.0, size=(self.n_images, 2)).astype(np.float32)
 
         p, n = config.patch_size, config.n_patches
         self.observation_space = spaces.Dict(
@@ -145,10 +147,12 @@ class GlimpseCore:
             layout = self.fixed_layout[indices]
         else:
             layout = canvas.sample_layout(self.spec, indices, self.n_images, rng)
-        if self.config.start == "random":
-            start = rng.uniform(-1.0, 1.0, size=(b, 2)).astype(np.float32)
-        else:
+        if self.config.start == "center":
             start = np.zeros((b, 2), dtype=np.float32)
+        elif self.fixed_start is not None:
+            start = self.fixed_start[indices]
+        else:
+            start = rng.uniform(-1.0, 1.0, size=(b, 2)).astype(np.float32)
         if every:
             canvas.draw(self.spec, self.images, layout, out=self.canvases)
             integral_image(self.canvases, out=self.tables)

@@ -51,8 +51,9 @@ class GlimpseEnv(gym.Env):
 
     ``reset`` picks an image (uniformly at random, or ``options={"index": i}``), builds its canvas and
     takes the first glimpse at the start location: uniform in ``[-1, 1]^2`` (``start="random"``) or the
-    centre (``start="center"``). On the ``val`` and ``test`` splits the canvas of image ``i`` (its
-    translation and clutter) is a pure function of the split and ``i``.
+    centre (``start="center"``). On the ``val`` and ``test`` splits the episode of image ``i`` (its
+    translation, clutter and random start location) is a pure function of the split and ``i``, so every
+    agent, run and library is scored on the same episodes.
 
     ## Episode End
 

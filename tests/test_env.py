@@ -251,3 +251,18 @@ def test_bad_reset_options_raise(data_dir, options, match):
 def test_bad_arguments_raise(data_dir, kwargs, error, match):
     with pytest.raises(error, match=match):
         gym.make("RAM/MNIST-v0", data_dir=data_dir, **kwargs)
+
+
+def test_val_and_test_episodes_start_at_fixed_locations(data_dir):
+    """The random start of image i on val/test is part of the fixed episode: whatever the seed or env."""
+    for split in ("val", "test"):
+        a = gym.make("RAM/TranslatedMNIST60-v0", split=split, data_dir=data_dir).unwrapped
+        b = gym.make("RAM/TranslatedMNIST60-v0", split=split, data_dir=data_dir).unwrapped
+        starts = [a.reset(seed=1, options={"index": i})[0]["location"] for i in range(5)]
+        for i in (4, 0, 2):
+            obs, _ = b.reset(seed=99, options={"index": i})
+            np.testing.assert_array_equal(obs["location"], starts[i])
+        assert len({tuple(s) for s in starts}) == 5  # still random across images
+    train = gym.make("RAM/TranslatedMNIST60-v0", data_dir=data_dir).unwrapped
+    first = train.reset(seed=1, options={"index": 0})[0]["location"]
+    assert not np.array_equal(first, train.reset(seed=2, options={"index": 0})[0]["location"])

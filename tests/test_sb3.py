@@ -193,12 +193,6 @@ def test_bad_inputs_raise_clear_errors(tmp_path, data_dir):
         sb3.evaluate(tmp_path / "notes.txt")
 
 
-def test_progress_bar_without_rich_warns(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(sb3, "_progress_bar_available", lambda: False)
-    with pytest.warns(UserWarning, match="rich"):
-        _train("ppo", tmp_path, data_dir, steps=256, progress_bar=True)
-
-
 @pytest.mark.parametrize("algo", ["ppo", "recurrent_ppo"])
 def test_vec_env_shows_what_the_wrappers_show(algo, data_dir):
     """The batched SB3 VecEnv used for training lays out observations exactly as make_env's wrappers."""
