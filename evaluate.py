@@ -111,8 +111,7 @@ def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     rollouts = args.test_rollouts or config.test_rollouts
     if rollouts < 1:
         raise ValueError(f"--test_rollouts must be >= 1, got {rollouts}")
-    envs = reinforce.make_envs(config, args.split, max(1, 1000 // rollouts) * rollouts)
-    correct = reinforce.evaluate(model, envs, rollouts, device, limit=args.limit, seed=args.seed, progress=True)
+    correct = reinforce.evaluate_split(model, config, args.split, rollouts, device, limit=args.limit, seed=args.seed, progress=True)
     return correct, f"RAM agent on {config.env_id}, {rollouts} rollout(s)"
 
 

@@ -167,8 +167,7 @@ def main(argv=None) -> int:
         return 2
     print(f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training")
     model, _ = reinforce.load_model(out, reinforce.resolve_device(config.device))
-    envs = reinforce.make_envs(config, "test", config.eval_batch * config.test_rollouts)
-    correct = reinforce.evaluate(model, envs, config.test_rollouts, reinforce.resolve_device(config.device))
+    correct = reinforce.evaluate_split(model, config, "test", device=reinforce.resolve_device(config.device))
     err, low, high = reinforce.error_with_interval(correct)
     print(f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, {config.test_rollouts} rollout(s)")
     if not args.no_gif:

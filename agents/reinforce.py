@@ -154,6 +154,19 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
     return correct
 
 
+EVAL_CHUNK = 500  # images per evaluation batch: fixed, so that sampled locations (and scores) never depend on it
+
+
+def evaluate_split(model: RecurrentAttentionModel, config: TrainConfig, split: str = "test", rollouts: int | None = None,
+                   device="cpu", limit: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """:func:`evaluate` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images."""
+    rollouts = rollouts or config.test_rollouts
+    envs = make_envs(config, split, EVAL_CHUNK * rollouts)
+    correct = evaluate(model, envs, rollouts, device, limit=limit, seed=seed, progress=progress)
+    envs.close()
+    return correct
+
+
 def error_with_interval(correct: np.ndarray) -> tuple[float, float, float]:
     """Error rate in percent and its 95% Wilson confidence interval (low, high), in percent."""
     n, err, z = len(correct), 1.0 - float(np.mean(correct)), 1.96
@@ -251,8 +264,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
             "elapsed_seconds": elapsed,
             "rng": {"numpy": rng.bit_generator.state, "env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state()},
         }
-        if improved:
-            checkpoint.save(run_dir / "best.pt", payload)
+        if improved:  # best.pt is for evaluation: weights and config, no optimiser state (a third the size)
+            checkpoint.save(run_dir / "best.pt", {k: v for k, v in payload.items() if k not in ("optimizer", "scheduler", "rng")})
         checkpoint.save(run_dir / "last.pt", payload)
         print(
             f"epoch {epoch:3d}  loss {row[1]:.4f}  train acc {100 * row[2]:.2f}%  val error {val_error:.2f}%"

@@ -109,7 +109,6 @@ class GlimpseEnv(gym.Env):
         self.action_space = self.core.action_space
         self.n_images = self.core.n_images
         self.render_mode = render_mode
-        self._row = np.zeros(1, dtype=np.int64)
         self._history: list[np.ndarray] = []  # glimpse locations of this episode, for rendering
         self._answer: int | None = None
         self._renderer = None
@@ -158,7 +157,7 @@ class GlimpseEnv(gym.Env):
             info = {}
         if self.render_mode == "human":
             self.render()
-        return {"glimpse": core.glimpse[0].copy(), "location": core.location[0].copy()}, reward, terminated, False, info
+        return self._obs(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
