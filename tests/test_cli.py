@@ -21,6 +21,8 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
     assert evaluate.main([str(run), "--limit", "200", "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "val error" in out and "on 200 images" in out
+    assert evaluate.main([str(run), "--gif", str(tmp_path / "e.gif"), "--episodes", "4"]) == 0
+    assert (tmp_path / "e.gif").stat().st_size > 0
     # A finished run refuses to be overwritten, and resumes only with --resume.
     with pytest.raises(SystemExit):
         train_agent.main(TINY + ["--out", str(run)])
@@ -77,3 +79,17 @@ def test_learning_curves_from_a_run(data_dir, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit):
         curves.main([str(tmp_path / "no-run")])
+
+
+def test_sb3_algorithms_run_from_the_command_line(data_dir, tmp_path, capsys, monkeypatch):
+    from agents import sb3
+
+    # Score 100 test images instead of 10,000 to keep the test fast; the full split is tested in test_sb3.py.
+    full = sb3.evaluate
+    monkeypatch.setattr(sb3, "evaluate", lambda *a, **k: full(*a, **{**k, "limit": 100}))
+    run = tmp_path / "ppo"
+    assert train_agent.main(["--algo", "ppo", "--total-timesteps", "1024", "--n-envs", "2", "--out", str(run)]) == 0
+    assert "test error of best.zip" in capsys.readouterr().out
+    assert (run / "best.zip").is_file() and json.loads((run / "config.json").read_text())["algo"] == "ppo"
+    assert evaluate.main([str(run), "--limit", "20"]) == 0
+    assert "ppo on MNIST" in capsys.readouterr().out
