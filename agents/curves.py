@@ -44,7 +44,8 @@ def plot(runs: list[Path], out: Path) -> Path:
     by_time.set(xlabel="training time (minutes)")
     for ax in (by_epoch, by_time):
         ax.grid(True, which="both", alpha=0.3)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     by_epoch.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
