@@ -46,7 +46,9 @@ def load_agent(args: argparse.Namespace):
 
         model, config = sb3.load(args.checkpoint)
         kwargs = {k: v for k, v in config["env"].items() if k != "split"}
-        policy = sb3.policy_of(model, config["algo"], config["env"])
+        if args.data_dir:
+            kwargs["data_dir"] = args.data_dir
+        policy = sb3.policy_of(model, config["algo"], kwargs)
     else:
         import gymnasium as gym
 

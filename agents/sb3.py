@@ -163,15 +163,6 @@ def make_env(algo: str, env_kwargs: dict[str, Any], split: str = "train", data_d
     return FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
 
 
-def _to_native(action: np.ndarray, n_classes: int, grid: int | None) -> dict[str, np.ndarray]:
-    """A batch of wrapped actions as native ones (:class:`FlatActionWrapper` or :class:`DiscreteActionWrapper`)."""
-    if grid is not None:  # MultiDiscrete([grid, grid, n_classes])
-        action = np.asarray(action, dtype=np.int64)
-        return {"location": np.linspace(-1.0, 1.0, grid, dtype=np.float32)[action[:, :2]], "label": action[:, 2].copy()}
-    action = np.asarray(action, dtype=np.float32)
-    return {"location": action[:, :2].copy(), "label": np.argmax(action[:, 2 : 2 + n_classes], axis=1).astype(np.int64)}
-
-
 def _vec_env_class():
     from stable_baselines3.common.vec_env import VecEnv
 
@@ -262,10 +253,10 @@ def make_vec_env(algo: str, env_kwargs: dict[str, Any], n_envs: int, split: str 
 
 def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]:
     """The rendering protocol's batch policy for a loaded/live ``model`` (see :func:`batch_policy`)."""
-    if isinstance(model.action_space, gym.spaces.MultiDiscrete):
-        grid, n_classes = int(model.action_space.nvec[0]), int(model.action_space.nvec[2])
-    else:
-        grid, n_classes = None, int(model.action_space.shape[0]) - 2
+    discrete = isinstance(model.action_space, gym.spaces.MultiDiscrete)
+    grid = int(model.action_space.nvec[0]) if discrete else 7
+    # The action wrapper's own conversion, so that the policy acts exactly as through make_env.
+    to_native = make_env(algo, env_kwargs, "val", action="discrete" if discrete else "box", grid=grid).to_native
     n_glimpses = int(env_kwargs.get("n_glimpses", 6))
     glimpse_shape = (int(env_kwargs.get("n_patches", 1)), 1, int(env_kwargs.get("patch_size", 8)), int(env_kwargs.get("patch_size", 8)))
     state: dict[str, Any] = {"history": None, "lstm": None}
@@ -286,7 +277,7 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> Callable[[dict[st
             else:
                 history.add(obs)
             action, _ = model.predict(history.flat(), deterministic=True)
-        return _to_native(action, n_classes, grid)
+        return to_native(action)
 
     return policy
 
