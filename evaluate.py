@@ -18,7 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
+import torch
+
+from agents.checkpoint import CheckpointError
+from agents.reinforce import error_with_interval
+from ram_env.datasets import DatasetError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,8 +56,6 @@ def load_agent(args: argparse.Namespace):
             kwargs["data_dir"] = args.data_dir
         policy = sb3.policy_of(model, config["algo"], kwargs)
     else:
-        import gymnasium as gym
-
         from agents import reinforce
         from agents.ram import BatchPolicy
 
@@ -119,15 +123,7 @@ def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    import torch
-
     torch.set_num_threads(max(1, args.threads))
-    from agents.checkpoint import CheckpointError
-    from agents.reinforce import error_with_interval
-    from ram_env.datasets import DatasetError
-
-    import gymnasium as gym
-
     if args.episodes < 1:
         parser().error(f"--episodes must be >= 1, got {args.episodes}")
     start = time.perf_counter()

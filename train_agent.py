@@ -15,9 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 
 from agents.reinforce import TrainConfig, error_with_interval
+from ram_env import task_id
 
 # The paper's four experiments, as the seed ran them.
 PRESETS = {
@@ -105,13 +107,9 @@ def settings(args: argparse.Namespace) -> dict:
 
 def task_of(s: dict) -> tuple[str, dict]:
     """The registered id matching the settings, and the task keywords (all given explicitly)."""
-    from ram_env import task_id
-
     size = s["translated_size"] if s["translated_size"] not in (None, 28) else None
     pattern = "{D}" if size is None else (f"Cluttered{{D}}{size}" if s["n_clutter"] else f"Translated{{D}}{size}")
     env_id = task_id(pattern, s["data"])
-    import gymnasium as gym
-
     if env_id not in gym.registry:  # an unusual canvas size: any id of the dataset, every keyword given
         env_id = task_id("{D}", s["data"])
     keys = ("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start")
@@ -177,8 +175,6 @@ def main(argv=None) -> int:
 
 def write_gif(model, config: TrainConfig, path: Path) -> None:
     """A 4x4 grid of the model's episodes on the first validation images."""
-    import gymnasium as gym
-
     from agents.ram import BatchPolicy
     from ram_env import render
 
