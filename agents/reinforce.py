@@ -178,11 +178,10 @@ def error_with_interval(correct: np.ndarray) -> tuple[float, float, float]:
 METRICS = ["epoch", "train_loss", "train_accuracy", "val_error", "lr", "epoch_seconds", "elapsed_seconds"]
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train, writing ``config.json``, ``metrics.csv``, ``last.pt`` and ``best.pt`` (lowest val error) to ``run_dir``.
 
     With ``resume=True`` the run continues from ``run_dir/last.pt`` after its last finished epoch.
-    ``on_best(model)`` is called whenever a new best model is saved.
     """
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
@@ -271,8 +270,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, on_best=None
             f"epoch {epoch:3d}  loss {row[1]:.4f}  train acc {100 * row[2]:.2f}%  val error {val_error:.2f}%"
             f"{' *' if improved else '  '}  lr {row[4]:.2e}  {seconds:.1f}s  ({elapsed / 60:.1f} min)"
         )
-        if improved and on_best is not None:
-            on_best(model)
     envs.close()
     val_envs.close()
     return {"epochs": epoch, "best_val_error": best_val, "best_epoch": best_epoch, "elapsed_seconds": elapsed}
