@@ -126,6 +126,27 @@ def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, conf
     return losses, reward.mean().item()
 
 
+def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_per_epoch: int):
+    """Adam and the learning-rate schedule, stepped once per update."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # fused: one kernel per step, not per tensor
+    if config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.n_epochs * steps_per_epoch)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return optimizer, scheduler
+
+
+def update(model: RecurrentAttentionModel, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device) -> tuple[float, float]:
+    """One gradient step on the summed loss of a batch of training images; returns (loss, mean reward)."""
+    terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.item(), reward
+
+
 @torch.no_grad()
 def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cpu", limit: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
     """Play every image of the env's split exactly once (``rollouts`` episodes each, class
@@ -192,15 +213,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     val_envs = make_envs(config, "val", config.eval_batch)
     envs.reset(seed=config.seed)
     model = make_model(config, envs).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # fused: one kernel per step, not per tensor
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training images")
-    if config.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.n_epochs * steps_per_epoch)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    optimizer, scheduler = make_optimizer(config, model, steps_per_epoch)
 
     epoch, best_val, best_epoch, elapsed = 0, float("inf"), 0, 0.0
     if resume:
@@ -232,13 +249,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         losses, rewards = [], []
         bar = tqdm(order.reshape(steps_per_epoch, config.batch_size), desc=f"epoch {epoch + 1}/{config.n_epochs}", leave=False, mininterval=1.0, disable=None)
         for images in bar:
-            terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
-            loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            loss, reward = update(model, optimizer, scheduler, envs, images, config, device)
+            losses.append(loss)
             rewards.append(reward)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
         val_error = 100 * (1 - float(evaluate(model, val_envs, 1, device).mean()))

@@ -23,10 +23,10 @@ baseline + the baseline's squared error) and Adam:
   start to give the env's glimpses). Also timed at batch 128, for reference: how much a bigger batch
   alone buys the seed's loop (``--no-seed-128`` skips it).
 - ``ours``: the project's own code path, as :func:`agents.reinforce.train` runs it: the env from
-  :func:`agents.reinforce.make_envs`, the network from :func:`~agents.reinforce.make_model`, and per
-  update :func:`~agents.reinforce.rollout_loss` on the next ``batch_size`` images of a shuffled epoch,
-  the summed loss, ``zero_grad`` / ``backward`` / ``Adam.step`` and the cosine schedule's step; at batch
-  32 (the seed's) and 128 (our default). The progress bar is left out of both loops.
+  :func:`agents.reinforce.make_envs`, the network from :func:`~agents.reinforce.make_model`, Adam and
+  the schedule from :func:`~agents.reinforce.make_optimizer`, and :func:`~agents.reinforce.update` on
+  the next ``batch_size`` images of a shuffled epoch; at batch 32 (the seed's) and 128 (our default).
+  The progress bar and the per-epoch validation are left out of both loops.
 
 Each loop is warmed up (``--warmup`` seconds, at least 5 updates), then timed over a fixed number of
 updates sized from the warm-up to fill ``--seconds``; ``--repeats`` rounds are run in turns (seed 32,
@@ -194,10 +194,9 @@ class OurLoop:
         self.envs = reinforce.make_envs(self.config, "train", batch_size * self.config.train_rollouts)
         self.envs.reset(seed=seed)
         self.model = reinforce.make_model(self.config, self.envs).to(self.device).train()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.n_train = self.envs.unwrapped.n_images
         self.steps_per_epoch = self.n_train // batch_size
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.config.n_epochs * self.steps_per_epoch)
+        self.optimizer, self.scheduler = reinforce.make_optimizer(self.config, self.model, self.steps_per_epoch)
         self.rng = np.random.default_rng(seed)
         self.batches, self.next = None, 0
         self.losses, self.rewards = [], []
@@ -208,13 +207,8 @@ class OurLoop:
             self.batches, self.next = order.reshape(self.steps_per_epoch, self.config.batch_size), 0
         images = self.batches[self.next]
         self.next += 1
-        terms, reward = reinforce.rollout_loss(self.model, self.envs, np.repeat(images, self.config.train_rollouts), self.config, self.device)
-        loss = sum(terms.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.losses.append(loss.item())
+        loss, reward = reinforce.update(self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device)
+        self.losses.append(loss)
         self.rewards.append(reward)
 
 
