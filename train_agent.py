@@ -28,12 +28,13 @@ PRESETS = {
     "exp3": dict(data="MNIST", translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25),
     "exp4": dict(data="MNIST", translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2, std=0.25),
 }
-# Defaults of a run with no flags (RAM/MNIST-v0); see the README for why.
+# Defaults of a run with no flags (RAM/MNIST-v0); the learning settings are TrainConfig's (see the README for why).
+_T = TrainConfig()
 DEFAULTS = dict(
     data="MNIST", translated_size=None, n_clutter=0, clutter_size=8, n_glimpses=6, patch_size=8, n_patches=1, scale=2,
-    std=0.15, start="random", seed=1, batch_size=128, n_epochs=40, patience=100, lr=1e-3, lr_schedule="cosine",
-    train_rollouts=1, test_rollouts=10, glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn",
-    classifier_loss="hybrid", algo="ram", total_timesteps=200_000, n_envs=8,
+    std=0.15, start="random", glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn", algo="ram",
+    total_timesteps=200_000, n_envs=8,
+    **{k: getattr(_T, k) for k in ("seed", "batch_size", "n_epochs", "patience", "lr", "lr_schedule", "train_rollouts", "test_rollouts", "classifier_loss")},
 )
 
 
@@ -52,7 +53,7 @@ def positive_float(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = p.add_argument
     add("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
     add("--algo", choices=["ram", "ppo", "a2c", "recurrent_ppo"], help=f"learner (default {DEFAULTS['algo']})")
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {DEFAULTS['lr']})")
     agent.add_argument("--lr_schedule", choices=["cosine", "constant"], help=f"default {DEFAULTS['lr_schedule']}")
     agent.add_argument("--n_epochs", type=positive_int, help=f"default {DEFAULTS['n_epochs']}")
-    agent.add_argument("--patience", type=positive_int, help="stop after this many epochs without a better val error")
+    agent.add_argument("--patience", type=positive_int, help=f"stop after this many epochs without a better val error (default {DEFAULTS['patience']})")
     agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
     agent.add_argument("--test_rollouts", type=positive_int, help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})")
     agent.add_argument("--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL")
@@ -88,8 +89,8 @@ def parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, help="default 1")
     run.add_argument("--data-dir", help="folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    run.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (the network is small: one is fastest, and never slow on a busy machine)")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ... (default auto)")
+    run.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1: never slow on a busy machine)")
     run.add_argument("--out", type=Path, help="run folder (default runs/<task>-<algo>-seed<seed>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     run.add_argument("--no-gif", action="store_true", help="do not write best.gif")

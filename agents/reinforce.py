@@ -42,10 +42,10 @@ class TrainConfig:
     env_id: str = "RAM/MNIST-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # task keywords overriding the id's defaults
     model: dict[str, Any] = field(default_factory=dict)  # RAMConfig sizes: glimpse_hidden, core, std, ...
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 512
+    lr: float = 3e-3
     lr_schedule: str = "cosine"  # "cosine" (to 0 over n_epochs) or "constant"
-    n_epochs: int = 40
+    n_epochs: int = 60
     patience: int = 100  # stop after this many epochs without a better val error
     train_rollouts: int = 1  # episodes per training image in a batch
     test_rollouts: int = 10  # episodes per image at test, locations sampled, class probabilities averaged
