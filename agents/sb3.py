@@ -64,6 +64,10 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+import stable_baselines3
+import torch.nn as nn
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from ram_env.env import GlimpseEnv
 from ram_env.vector import GlimpseVectorEnv
@@ -112,8 +116,6 @@ def algo_class(algo: str):
         except ImportError:
             raise ImportError("recurrent_ppo needs sb3-contrib: pip install -e '.[contrib]'") from None
         return RecurrentPPO
-    import stable_baselines3
-
     return {"ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[algo]
 
 
@@ -123,8 +125,6 @@ def _policy_name(algo: str) -> str:
 
 def _algo_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """Constructor kwargs from the JSON-able hyperparameters (activation names -> torch classes)."""
-    import torch.nn as nn
-
     kwargs = copy.deepcopy(hyperparameters)
     pk = kwargs.get("policy_kwargs", {})
     if isinstance(pk.get("activation_fn"), str):
@@ -163,89 +163,84 @@ def make_env(algo: str, env_kwargs: dict[str, Any], split: str = "train", data_d
     return FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
 
 
-def _vec_env_class():
-    from stable_baselines3.common.vec_env import VecEnv
+class GlimpseSB3VecEnv(VecEnv):
+    """SB3's ``VecEnv`` over one native :class:`~ram_env.vector.GlimpseVectorEnv`: ``num_envs`` episodes
+    stepped as one numpy batch, instead of ``DummyVecEnv``'s Python loop over wrapped single envs.
 
-    class GlimpseSB3VecEnv(VecEnv):
-        """SB3's ``VecEnv`` over one native :class:`~ram_env.vector.GlimpseVectorEnv`: ``num_envs`` episodes
-        stepped as one numpy batch, instead of ``DummyVecEnv``'s Python loop over wrapped single envs.
+    Observations and actions are exactly those of :func:`make_env` (the same
+    :class:`~ram_env.wrappers.GlimpseHistory` layout, the same ``to_native``); all episodes last
+    ``n_glimpses`` steps, so they end together and restart together (SB3's auto-reset), with the
+    final observation in ``info["terminal_observation"]``, the env's ``correct`` / ``label``, and a
+    Monitor-style ``info["episode"]`` so SB3 logs ``ep_rew_mean`` (the training accuracy).
+    """
 
-        Observations and actions are exactly those of :func:`make_env` (the same
-        :class:`~ram_env.wrappers.GlimpseHistory` layout, the same ``to_native``); all episodes last
-        ``n_glimpses`` steps, so they end together and restart together (SB3's auto-reset), with the
-        final observation in ``info["terminal_observation"]``, the env's ``correct`` / ``label``, and a
-        Monitor-style ``info["episode"]`` so SB3 logs ``ep_rew_mean`` (the training accuracy).
-        """
+    def __init__(self, algo: str, env_kwargs: dict[str, Any], num_envs: int, split: str = "train",
+                 action: str = "box", grid: int = 7):
+        self.single = make_env(algo, env_kwargs, split, action=action, grid=grid)
+        self.venv = GlimpseVectorEnv(num_envs=num_envs, **_task_kwargs(env_kwargs, split))
+        core = self.venv.core
+        self.n_glimpses = core.n_glimpses
+        self.history = None if algo == "recurrent_ppo" else GlimpseHistory(core.n_glimpses, core.observation_space["glimpse"].shape, num_envs)
+        self.render_mode = None
+        self._actions = None
+        self._t0 = time.perf_counter()
+        super().__init__(num_envs, self.single.observation_space, self.single.action_space)
 
-        def __init__(self, algo: str, env_kwargs: dict[str, Any], num_envs: int, split: str = "train",
-                     action: str = "box", grid: int = 7):
-            self.single = make_env(algo, env_kwargs, split, action=action, grid=grid)
-            self.venv = GlimpseVectorEnv(num_envs=num_envs, **_task_kwargs(env_kwargs, split))
-            core = self.venv.core
-            self.n_glimpses = core.n_glimpses
-            self.history = None if algo == "recurrent_ppo" else GlimpseHistory(core.n_glimpses, core.observation_space["glimpse"].shape, num_envs)
-            self.render_mode = None
-            self._actions = None
-            self._t0 = time.perf_counter()
-            super().__init__(num_envs, self.single.observation_space, self.single.action_space)
+    def _observe(self, native: dict[str, np.ndarray]) -> np.ndarray:
+        return flatten_native_obs(native) if self.history is None else self.history.flat()
 
-        def _observe(self, native: dict[str, np.ndarray]) -> np.ndarray:
-            return flatten_native_obs(native) if self.history is None else self.history.flat()
+    def reset(self):
+        native, _ = self.venv.reset(seed=self._seeds[0])
+        self._reset_seeds()
+        if self.history is not None:
+            self.history.start(native)
+        return self._observe(native)
 
-        def reset(self):
-            native, _ = self.venv.reset(seed=self._seeds[0])
-            self._reset_seeds()
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        native, rewards, terminated, truncated, info = self.venv.step(self.single.to_native(self._actions))
+        dones = terminated | truncated
+        if not dones.any():
             if self.history is not None:
-                self.history.start(native)
-            return self._observe(native)
+                self.history.add(native)
+            return self._observe(native), rewards.astype(np.float32), dones, [{} for _ in range(self.num_envs)]
+        if not dones.all():
+            raise RuntimeError("glimpse episodes all last n_glimpses steps; they cannot end apart")
+        final = self._observe(native)  # the env takes no glimpse on the last step
+        elapsed = round(time.perf_counter() - self._t0, 6)
+        infos = [
+            {"correct": bool(info["correct"][i]), "label": int(info["label"][i]), "terminal_observation": final[i],
+             "TimeLimit.truncated": False, "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed}}
+            for i in range(self.num_envs)
+        ]
+        return self.reset(), rewards.astype(np.float32), dones, infos
 
-        def step_async(self, actions: np.ndarray) -> None:
-            self._actions = actions
+    def close(self) -> None:
+        self.venv.close()
+        self.single.close()
 
-        def step_wait(self):
-            native, rewards, terminated, truncated, info = self.venv.step(self.single.to_native(self._actions))
-            dones = terminated | truncated
-            if not dones.any():
-                if self.history is not None:
-                    self.history.add(native)
-                return self._observe(native), rewards.astype(np.float32), dones, [{} for _ in range(self.num_envs)]
-            if not dones.all():
-                raise RuntimeError("glimpse episodes all last n_glimpses steps; they cannot end apart")
-            final = self._observe(native)  # the env takes no glimpse on the last step
-            elapsed = round(time.perf_counter() - self._t0, 6)
-            infos = [
-                {"correct": bool(info["correct"][i]), "label": int(info["label"][i]), "terminal_observation": final[i],
-                 "TimeLimit.truncated": False, "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed}}
-                for i in range(self.num_envs)
-            ]
-            return self.reset(), rewards.astype(np.float32), dones, infos
+    def _n(self, indices) -> int:
+        return len(self._get_indices(indices))
 
-        def close(self) -> None:
-            self.venv.close()
-            self.single.close()
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self.venv, attr_name)] * self._n(indices)
 
-        def _n(self, indices) -> int:
-            return len(self._get_indices(indices))
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.venv, attr_name, value)
 
-        def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-            return [getattr(self.venv, attr_name)] * self._n(indices)
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [getattr(self.venv, method_name)(*method_args, **method_kwargs)] * self._n(indices)
 
-        def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-            setattr(self.venv, attr_name, value)
-
-        def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
-            return [getattr(self.venv, method_name)(*method_args, **method_kwargs)] * self._n(indices)
-
-        def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-            return [False] * self._n(indices)
-
-    return GlimpseSB3VecEnv
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * self._n(indices)
 
 
 def make_vec_env(algo: str, env_kwargs: dict[str, Any], n_envs: int, split: str = "train", seed: int | None = None,
                  action: str = "box", grid: int = 7):
     """``n_envs`` episodes of ``split`` as an SB3 ``VecEnv``, each seen as through :func:`make_env`'s wrappers."""
-    venv = _vec_env_class()(algo, env_kwargs, n_envs, split, action=action, grid=grid)
+    venv = GlimpseSB3VecEnv(algo, env_kwargs, n_envs, split, action=action, grid=grid)
     if seed is not None:
         venv.seed(seed)
     return venv
@@ -313,65 +308,63 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _make_callback(model_path: Path, best_path: Path, metrics_path: Path, algo: str, env_kwargs: dict[str, Any],
-                   val_env: GlimpseVectorEnv, eval_every: int, wall_offset: float, best_val: float):
-    from stable_baselines3.common.callbacks import BaseCallback
+class RunCallback(BaseCallback):
+    """Every ``eval_every`` timesteps (between rollouts, after the update): a metrics row, ``model.zip``
+    and, when the validation error is the lowest so far, ``best.zip``."""
 
-    class RunCallback(BaseCallback):
-        """Every ``eval_every`` timesteps (between rollouts, after the update): a metrics row, ``model.zip``
-        and, when the validation error is the lowest so far, ``best.zip``."""
+    def __init__(self, model_path: Path, best_path: Path, metrics_path: Path, algo: str, env_kwargs: dict[str, Any],
+                 val_env: GlimpseVectorEnv, eval_every: int, wall_offset: float, best_val: float):
+        super().__init__()
+        self.model_path, self.best_path, self.metrics_path = model_path, best_path, metrics_path
+        self.algo, self.env_kwargs, self.val_env = algo, env_kwargs, val_env
+        self.eval_every, self.wall_offset = eval_every, wall_offset
+        self.best_val = best_val
+        self.last_val = float("nan")
+        self.last_train_acc = float("nan")
+        self.correct = 0
+        self.episodes = 0
 
-        def __init__(self):
-            super().__init__()
-            self.best_val = best_val
-            self.last_val = float("nan")
-            self.last_train_acc = float("nan")
-            self.correct = 0
-            self.episodes = 0
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self.next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
 
-        def _on_training_start(self) -> None:
-            self.start = time.perf_counter()
-            self.next_eval = (self.num_timesteps // eval_every + 1) * eval_every
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and "correct" in info:
+                self.episodes += 1
+                self.correct += bool(info["correct"])
+        return True
 
-        def _on_step(self) -> bool:
-            for done, info in zip(self.locals["dones"], self.locals["infos"]):
-                if done and "correct" in info:
-                    self.episodes += 1
-                    self.correct += bool(info["correct"])
-            return True
-
-        def _on_rollout_start(self) -> None:
-            if self.num_timesteps >= self.next_eval:
-                self.checkpoint()
-                self.next_eval = (self.num_timesteps // eval_every + 1) * eval_every
-
-        def _on_training_end(self) -> None:
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self.next_eval:
             self.checkpoint()
+            self.next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
 
-        def checkpoint(self) -> None:
-            if self.episodes == 0 and metrics_path.is_file() and _read_metrics(metrics_path) and \
-                    _read_metrics(metrics_path)[-1]["timesteps"] == self.num_timesteps:
-                return  # nothing new since the last row (e.g. a resume with no steps left)
-            val = _val_error(self.model, algo, env_kwargs, val_env)
-            self.last_val = val
-            self.last_train_acc = self.correct / self.episodes if self.episodes else float("nan")
-            row = dict(timesteps=self.num_timesteps, wall_s=round(wall_offset + time.perf_counter() - self.start, 2),
-                       train_episodes=self.episodes, train_accuracy=round(self.last_train_acc, 5), val_error=round(val, 5))
-            new = not metrics_path.is_file()
-            with open(metrics_path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-            self.logger.record("ram/val_error", val)
-            self.logger.record("ram/train_accuracy", self.last_train_acc)
-            _atomic_save(self.model, model_path)
-            if val < self.best_val or not best_path.is_file():
-                self.best_val = min(val, self.best_val)
-                _atomic_save(self.model, best_path)
-            self.correct = self.episodes = 0
+    def _on_training_end(self) -> None:
+        self.checkpoint()
 
-    return RunCallback()
+    def checkpoint(self) -> None:
+        if self.episodes == 0 and self.metrics_path.is_file() and _read_metrics(self.metrics_path) and \
+                _read_metrics(self.metrics_path)[-1]["timesteps"] == self.num_timesteps:
+            return  # nothing new since the last row (e.g. a resume with no steps left)
+        val = _val_error(self.model, self.algo, self.env_kwargs, self.val_env)
+        self.last_val = val
+        self.last_train_acc = self.correct / self.episodes if self.episodes else float("nan")
+        row = dict(timesteps=self.num_timesteps, wall_s=round(self.wall_offset + time.perf_counter() - self.start, 2),
+                   train_episodes=self.episodes, train_accuracy=round(self.last_train_acc, 5), val_error=round(val, 5))
+        new = not self.metrics_path.is_file()
+        with open(self.metrics_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self.logger.record("ram/val_error", val)
+        self.logger.record("ram/train_accuracy", self.last_train_acc)
+        _atomic_save(self.model, self.model_path)
+        if val < self.best_val or not self.best_path.is_file():
+            self.best_val = min(val, self.best_val)
+            _atomic_save(self.model, self.best_path)
+        self.correct = self.episodes = 0
 
 
 def train(
@@ -441,7 +434,6 @@ def train(
         steps_per_rollout = int(hp["n_steps"]) * n_envs
         eval_every = int(eval_every or max(total_timesteps // 20, 1))
         eval_every = max(eval_every, steps_per_rollout)
-        import stable_baselines3
 
         config = {
             "algo": algo, "policy": _policy_name(algo), "env": env_kwargs, "hyperparameters": hp,
@@ -473,7 +465,7 @@ def train(
     else:
         model = cls(_policy_name(algo), venv, seed=int(seed), device=device, verbose=verbose, **_algo_kwargs(hp))
 
-    callback = _make_callback(model_path, best_path, metrics_path, algo, env_kwargs, val_env, eval_every, wall_offset, best_val)
+    callback = RunCallback(model_path, best_path, metrics_path, algo, env_kwargs, val_env, eval_every, wall_offset, best_val)
     remaining = int(total_timesteps) - model.num_timesteps
     t0 = time.perf_counter()
     if remaining > 0:
