@@ -28,20 +28,20 @@ from ram_env.datasets import DatasetError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses best.pt / best.zip) or a checkpoint file")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="default test")
     p.add_argument("--test_rollouts", type=int, help="episodes per image, class probabilities averaged (default: the run's)")
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
     p.add_argument("--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1 (default 0)")
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     show.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
     show.add_argument("--gif", type=Path, metavar="PATH", help="write an animated GIF of --episodes episodes, tiled")
     show.add_argument("--video", type=Path, metavar="DIR", help="record --episodes episodes as MP4 files (Gymnasium's RecordVideo)")
-    show.add_argument("--episodes", type=int, default=25, help="episodes to watch or record (the first images of --split)")
+    show.add_argument("--episodes", type=int, default=25, help="episodes to watch or record: the first images of --split (default 25)")
     return p
 
 
