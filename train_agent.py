@@ -6,7 +6,7 @@ The seed's command lines work unchanged, e.g.
 
 and so do presets (``--preset exp1`` .. ``exp4``, the paper's four experiments) with any flag overriding them.
 Each run writes one folder (``--out``): config.json, metrics.csv, best.pt (chosen on val), last.pt.
-Ctrl-C and ``--resume`` lose at most the current epoch.
+Ctrl-C and ``--resume`` lose at most the current epoch; ``--resume`` with a larger ``--n_epochs`` extends a run.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ... (default auto)")
     run.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1: never slow on a busy machine)")
     run.add_argument("--out", type=Path, help="run folder (default runs/<task>-<algo>-seed<seed>)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt (a larger --n_epochs extends it)")
     run.add_argument("--no-gif", action="store_true", help="do not write best.gif")
     return p
 

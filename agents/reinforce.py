@@ -202,7 +202,8 @@ METRICS = ["epoch", "train_loss", "train_accuracy", "val_error", "lr", "epoch_se
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train, writing ``config.json``, ``metrics.csv``, ``last.pt`` and ``best.pt`` (lowest val error) to ``run_dir``.
 
-    With ``resume=True`` the run continues from ``run_dir/last.pt`` after its last finished epoch.
+    With ``resume=True`` the run continues from ``run_dir/last.pt`` after its last finished epoch; a
+    larger ``n_epochs`` than the run was started with extends it (the cosine schedule stretched).
     """
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
@@ -224,6 +225,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         state = checkpoint.load(run_dir, "last.pt", map_location=device)
         if _trajectory(state["config"]) != _trajectory(asdict(config)):
             raise checkpoint.CheckpointError(f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out")
+        planned = state["config"]["n_epochs"]
+        if config.n_epochs < planned:
+            raise ValueError(f"--n_epochs {config.n_epochs} is shorter than the run's {planned}; resume with n_epochs >= {planned}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -233,6 +237,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         torch.set_rng_state(state["rng"]["torch"])
         _truncate_metrics(run_dir / "metrics.csv", epoch)
         print(f"resuming {run_dir} after epoch {epoch} (best val error {best_val:.2f}% at epoch {best_epoch})")
+        if config.n_epochs > planned:
+            _stretch_schedule(config, optimizer, scheduler, steps_per_epoch)
+            print(f"extending the run from {planned} to {config.n_epochs} epochs (learning rate now {optimizer.param_groups[0]['lr']:.2e})")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
@@ -288,8 +295,20 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
 
 def _trajectory(config: dict) -> dict:
-    """The parts of a config that shape the run (stopping rules and paths may change on resume)."""
-    return {k: v for k, v in config.items() if k not in ("patience", "max_minutes", "data_dir", "device")}
+    """The parts of a config that shape the run (stopping rules and paths may change on resume, and
+    ``n_epochs`` may grow: see :func:`_stretch_schedule`)."""
+    return {k: v for k, v in config.items() if k not in ("n_epochs", "patience", "max_minutes", "data_dir", "device")}
+
+
+def _stretch_schedule(config: TrainConfig, optimizer, scheduler, steps_per_epoch: int) -> None:
+    """Extend a resumed run to ``config.n_epochs``: the cosine continues as if planned that long from
+    the start, so a finished run warms back up to where the longer schedule would stand now."""
+    if config.lr_schedule != "cosine":
+        return
+    scheduler.T_max = config.n_epochs * steps_per_epoch
+    progress = scheduler.last_epoch / scheduler.T_max
+    for group in optimizer.param_groups:  # CosineAnnealingLR updates lr recursively: set the closed form once
+        group["lr"] = config.lr * (1 + math.cos(math.pi * progress)) / 2
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:

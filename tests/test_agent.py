@@ -1,5 +1,7 @@
 """The RAM agent: learning, loss terms, checkpoints, resume."""
 
+import csv
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -102,6 +104,19 @@ def test_resume_continues_the_same_run(data_dir, tmp_path):
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
     assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (tmp_path / "stopped" / "metrics.csv").read_text().count("\n")
+
+
+def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_path):
+    config = small_config(data_dir, n_epochs=1)
+    reinforce.train(config, tmp_path / "run")
+    reinforce.train(replace(config, n_epochs=3), tmp_path / "run", resume=True)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    # Epoch 1 annealed to 0; the extension warms back up to where a 3-epoch cosine stands after 2 and 3.
+    np.testing.assert_allclose(lrs, [0, config.lr * (1 + math.cos(2 * math.pi / 3)) / 2, 0], atol=1e-9)
+    assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 3
+    with pytest.raises(ValueError, match="n_epochs 2 is shorter than the run's 3"):
+        reinforce.train(replace(config, n_epochs=2), tmp_path / "run", resume=True)
 
 
 def test_resume_refuses_another_config(data_dir, tmp_path):
