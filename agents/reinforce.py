@@ -242,9 +242,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             print(f"extending the run from {planned} to {config.n_epochs} epochs (learning rate now {optimizer.param_groups[0]['lr']:.2e})")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
         with open(run_dir / "metrics.csv", "w", newline="") as f:
             csv.writer(f).writerow(METRICS)
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")  # on resume too: n_epochs may have grown
 
     model.train()
     while epoch < config.n_epochs and epoch - best_epoch < config.patience:

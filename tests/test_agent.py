@@ -1,6 +1,7 @@
 """The RAM agent: learning, loss terms, checkpoints, resume."""
 
 import csv
+import json
 import math
 from dataclasses import replace
 
@@ -115,6 +116,7 @@ def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_p
     # Epoch 1 annealed to 0; the extension warms back up to where a 3-epoch cosine stands after 2 and 3.
     np.testing.assert_allclose(lrs, [0, config.lr * (1 + math.cos(2 * math.pi / 3)) / 2, 0], atol=1e-9)
     assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["n_epochs"] == 3
     with pytest.raises(ValueError, match="n_epochs 2 is shorter than the run's 3"):
         reinforce.train(replace(config, n_epochs=2), tmp_path / "run", resume=True)
 
