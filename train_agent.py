@@ -34,7 +34,7 @@ DEFAULTS = dict(
     data="MNIST", translated_size=None, n_clutter=0, clutter_size=8, n_glimpses=6, patch_size=8, n_patches=1, scale=2,
     std=0.15, start="random", glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn", algo="ram",
     total_timesteps=200_000, n_envs=8,
-    **{k: getattr(_T, k) for k in ("seed", "batch_size", "n_epochs", "patience", "lr", "lr_schedule", "train_rollouts", "test_rollouts", "classifier_loss")},
+    **{k: getattr(_T, k) for k in ("seed", "batch_size", "n_epochs", "patience", "lr", "lr_schedule", "train_rollouts", "test_rollouts", "val_rollouts", "classifier_loss")},
 )
 
 
@@ -80,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--patience", type=positive_int, help=f"stop after this many epochs without a better val error (default {DEFAULTS['patience']})")
     agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
     agent.add_argument("--test_rollouts", type=positive_int, help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})")
+    agent.add_argument("--val_rollouts", type=positive_int, help="episodes per val image when choosing best.pt: 1 (default, mean locations) is fastest; "
+                       "the --test_rollouts count chooses by the test's own protocol (may change on --resume: best.pt is rescored)")
     agent.add_argument("--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL")
     agent.add_argument("--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time")
     agent.add_argument("--train-images", type=positive_int, help="train on the first N training images only (quick trials)")
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
     try:
         config = TrainConfig(
             env_id=env_id, env_kwargs=env_kwargs, model={k: s[k] for k in model_keys}, data_dir=args.data_dir, device=args.device,
-            max_minutes=args.max_minutes, train_images=args.train_images, **{k: s[k] for k in ("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "classifier_loss", "seed")},
+            max_minutes=args.max_minutes, train_images=args.train_images, **{k: s[k] for k in ("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts", "classifier_loss", "seed")},
         )
     except ValueError as e:
         parser().error(str(e))

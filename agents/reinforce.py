@@ -49,6 +49,7 @@ class TrainConfig:
     patience: int = 100  # stop after this many epochs without a better val error
     train_rollouts: int = 1  # episodes per training image in a batch
     test_rollouts: int = 10  # episodes per image at test, locations sampled, class probabilities averaged
+    val_rollouts: int = 1  # episodes per val image when choosing best.pt: 1 (mean locations) is fastest; test_rollouts scores as the test does
     classifier_loss: str = "hybrid"  # "hybrid" (cross-entropy) or "reinforce" (pure RL)
     seed: int = 1
     data_dir: str | None = None
@@ -62,7 +63,7 @@ class TrainConfig:
             raise ValueError(f"classifier_loss must be 'hybrid' or 'reinforce', got {self.classifier_loss!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        for name in ("batch_size", "n_epochs", "patience", "train_rollouts", "test_rollouts", "eval_batch"):
+        for name in ("batch_size", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts", "eval_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -156,8 +157,8 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
     """
     n_images = envs.unwrapped.n_images if limit is None else min(limit, envs.unwrapped.n_images)
     chunk = envs.num_envs // rollouts
-    if chunk < 1:
-        raise ValueError(f"{rollouts} rollouts need at least {rollouts} envs, got {envs.num_envs}")
+    if chunk < 1 or envs.num_envs % rollouts:
+        raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
     generator = torch.Generator(device=device).manual_seed(seed)
     policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator)
     n_glimpses = envs.unwrapped.config.n_glimpses
@@ -211,7 +212,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     rng = np.random.default_rng(config.seed)
 
     envs = make_envs(config, "train", config.batch_size * config.train_rollouts)
-    val_envs = make_envs(config, "val", config.eval_batch)
+    val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts)
     envs.reset(seed=config.seed)
     model = make_model(config, envs).to(device)
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
@@ -236,6 +237,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         envs.unwrapped.np_random.bit_generator.state = state["rng"]["env"]
         torch.set_rng_state(state["rng"]["torch"])
         _truncate_metrics(run_dir / "metrics.csv", epoch)
+        if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
+            best_val = 100 * (1 - float(evaluate(load_model(run_dir / "best.pt", device)[0], val_envs, config.val_rollouts, device).mean()))
+            print(f"val error now scored over {config.val_rollouts} rollouts: best.pt rescored")
         print(f"resuming {run_dir} after epoch {epoch} (best val error {best_val:.2f}% at epoch {best_epoch})")
         if config.n_epochs > planned:
             _stretch_schedule(config, optimizer, scheduler, steps_per_epoch)
@@ -260,7 +264,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             losses.append(loss)
             rewards.append(reward)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
-        val_error = 100 * (1 - float(evaluate(model, val_envs, 1, device).mean()))
+        val_error = 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
         epoch += 1
         seconds = time.perf_counter() - start
         elapsed += seconds
@@ -295,9 +299,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
 
 def _trajectory(config: dict) -> dict:
-    """The parts of a config that shape the run (stopping rules and paths may change on resume, and
+    """The parts of a config that shape the run (stopping and selection rules and paths may change on resume, and
     ``n_epochs`` may grow: see :func:`_stretch_schedule`)."""
-    return {k: v for k, v in config.items() if k not in ("n_epochs", "patience", "max_minutes", "data_dir", "device")}
+    return {k: v for k, v in config.items() if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")}
 
 
 def _stretch_schedule(config: TrainConfig, optimizer, scheduler, steps_per_epoch: int) -> None:

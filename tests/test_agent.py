@@ -121,6 +121,21 @@ def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_p
         reinforce.train(replace(config, n_epochs=2), tmp_path / "run", resume=True)
 
 
+def test_resume_may_switch_val_rollouts_and_rescores_best(data_dir, tmp_path):
+    config = small_config(data_dir)
+    reinforce.train(config, tmp_path / "run")
+    config = replace(config, n_epochs=2, val_rollouts=3)
+    score = lambda path: 100 * (1 - float(reinforce.evaluate(reinforce.load_model(path)[0], reinforce.make_envs(config, "val", 249), 3).mean()))
+    first = score(tmp_path / "run" / "best.pt")  # epoch 1, chosen on one rollout, scored as the resumed run will
+    reinforce.train(config, tmp_path / "run", resume=True)
+    second = score(tmp_path / "run" / "last.pt")
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert float(list(csv.DictReader(f))[-1]["val_error"]) == pytest.approx(second, abs=1e-4)
+    state = checkpoint.load(tmp_path / "run", "last.pt")
+    assert state["best_val_error"] == pytest.approx(min(first, second), abs=1e-4)
+    assert state["best_epoch"] == (2 if second < first else 1)
+
+
 def test_resume_refuses_another_config(data_dir, tmp_path):
     config = small_config(data_dir)
     reinforce.train(config, tmp_path / "run")
