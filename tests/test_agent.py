@@ -172,6 +172,8 @@ def test_evaluate_visits_every_image_once_and_pads_the_last_chunk(data_dir):
     assert correct.shape == (37,)
     again = reinforce.evaluate(model, envs, rollouts=4, limit=37)
     np.testing.assert_array_equal(correct, again)  # seeded sampling: the same score every time
+    with pytest.raises(ValueError, match="3 rollouts need a multiple of 3 envs, got 64"):
+        reinforce.evaluate(model, envs, rollouts=3)
 
 
 def test_error_interval():
