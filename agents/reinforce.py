@@ -213,6 +213,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
     envs = make_envs(config, "train", config.batch_size * config.train_rollouts)
     val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts)
+
+    def score_val(model) -> float:
+        """Percent of val images misclassified, scored over ``config.val_rollouts`` rollouts."""
+        return 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
+
     envs.reset(seed=config.seed)
     model = make_model(config, envs).to(device)
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
@@ -238,7 +243,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         torch.set_rng_state(state["rng"]["torch"])
         _truncate_metrics(run_dir / "metrics.csv", epoch)
         if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
-            best_val = 100 * (1 - float(evaluate(load_model(run_dir / "best.pt", device)[0], val_envs, config.val_rollouts, device).mean()))
+            best_val = score_val(load_model(run_dir / "best.pt", device)[0])
             print(f"val error now scored over {config.val_rollouts} rollouts: best.pt rescored")
         print(f"resuming {run_dir} after epoch {epoch} (best val error {best_val:.2f}% at epoch {best_epoch})")
         if config.n_epochs > planned:
@@ -264,7 +269,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             losses.append(loss)
             rewards.append(reward)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
-        val_error = 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
+        val_error = score_val(model)
         epoch += 1
         seconds = time.perf_counter() - start
         elapsed += seconds
