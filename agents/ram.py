@@ -90,6 +90,8 @@ class BatchPolicy:
 
     ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))``; ``first`` starts new episodes.
     Locations are the policy's means (``sample=False``) or Gaussian samples; the label is the arg-max.
+    The noise is drawn on the CPU (from ``generator``, a CPU generator) so that a seeded policy plays the
+    same episodes on any device.
     """
 
     def __init__(self, model: RecurrentAttentionModel, device="cpu", sample: bool = False, generator: torch.Generator | None = None):
@@ -106,6 +108,6 @@ class BatchPolicy:
         policy = self.model.location_policy(h)
         loc = policy.mean
         if self.sample:
-            loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator, device=self.device)
+            loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
         self.logits = self.model.classify(h)
         return {"location": loc.clamp(-1, 1).cpu().numpy(), "label": self.logits.argmax(-1).cpu().numpy()}

@@ -159,7 +159,7 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
     chunk = envs.num_envs // rollouts
     if chunk < 1 or envs.num_envs % rollouts:
         raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
     policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator)
     n_glimpses = envs.unwrapped.config.n_glimpses
     correct = np.zeros(n_images, dtype=bool)
@@ -228,7 +228,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
     epoch, best_val, best_epoch, elapsed = 0, float("inf"), 0, 0.0
     if resume:
-        state = checkpoint.load(run_dir, "last.pt", map_location=device)
+        state = checkpoint.load(run_dir, "last.pt")  # on the CPU, where RNG states live; load_state_dict moves the rest
         if _trajectory(state["config"]) != _trajectory(asdict(config)):
             raise checkpoint.CheckpointError(f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out")
         planned = state["config"]["n_epochs"]
@@ -241,6 +241,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         rng.bit_generator.state = state["rng"]["numpy"]
         envs.unwrapped.np_random.bit_generator.state = state["rng"]["env"]
         torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:  # the sampled locations of a GPU run come from its generator
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         _truncate_metrics(run_dir / "metrics.csv", epoch)
         if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
             best_val = score_val(load_model(run_dir / "best.pt", device)[0])
@@ -289,7 +291,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             "best_val_error": best_val,
             "best_epoch": best_epoch,
             "elapsed_seconds": elapsed,
-            "rng": {"numpy": rng.bit_generator.state, "env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state()},
+            "rng": {"numpy": rng.bit_generator.state, "env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state(),
+                    **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
         }
         if improved:  # best.pt is for evaluation: weights and config, no optimiser state (a third the size)
             checkpoint.save(run_dir / "best.pt", {k: v for k, v in payload.items() if k not in ("optimizer", "scheduler", "rng")})

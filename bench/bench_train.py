@@ -1,6 +1,6 @@
 """Training speed: our RAM agent through the vector env against a monolithic loop in the seed's style.
 
-    python bench/bench_train.py [--seconds 3] [--repeats 2] [--threads 1] [--data-dir DIR]
+    python bench/bench_train.py [--seconds 3] [--repeats 2] [--threads 1] [--device cpu] [--data-dir DIR]
 
 (MNIST from ``--data-dir`` or ``$RAM_DATA_DIR``, e.g. ``RAM_DATA_DIR=../shared/data``; about a minute and a half.)
 
@@ -34,6 +34,10 @@ updates sized from the warm-up to fill ``--seconds``; ``--repeats`` rounds are r
 ours 32, ours default, seed default, then again) so that other work on a shared machine weighs on all alike,
 and the best round of each is kept. Both wall-clock and this process's CPU time are reported (on a shared machine
 the wall clock also counts waiting for a core). Torch uses ``--threads`` threads in both loops.
+
+With ``--device cuda`` both networks run on the GPU (the seed's loop moves each batch there, as the seed
+does); canvases and glimpses stay where each loop makes them, on the CPU for ours. Every update ends in a
+``loss.item()``, which waits for the GPU, so the clocks time finished work.
 """
 
 from __future__ import annotations
@@ -143,11 +147,11 @@ class SeedRAM(nn.Module):
 class SeedLoop:
     """The monolithic loop: DataLoader batches, canvases per batch, ``n_glimpses`` model calls, hybrid loss, Adam."""
 
-    def __init__(self, setting: dict, batch_size: int, images: np.ndarray, labels: np.ndarray, seed: int = 1):
+    def __init__(self, setting: dict, batch_size: int, images: np.ndarray, labels: np.ndarray, device: torch.device, seed: int = 1):
         torch.manual_seed(seed)
         self.s = setting
-        self.batch_size = batch_size
-        self.model = SeedRAM(setting["patch_size"], setting["n_patches"], setting["scale"], setting["std"])
+        self.batch_size, self.device = batch_size, device
+        self.model = SeedRAM(setting["patch_size"], setting["n_patches"], setting["scale"], setting["std"]).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loader = torch.utils.data.DataLoader(DigitDataset(images, labels), batch_size=batch_size, shuffle=True, drop_last=True)
         self.batches = iter(self.loader)
@@ -160,9 +164,10 @@ class SeedLoop:
             x, y = next(self.batches)
         if self.s["translated_size"]:
             x = translate(x, self.s["translated_size"])
+        x, y = x.to(self.device), y.to(self.device)
         b, n = x.shape[0], self.s["n_glimpses"]
-        h = torch.zeros(b, self.model.i2h.out_features)
-        l = torch.empty(b, 2).uniform_(-1, 1)
+        h = torch.zeros(b, self.model.i2h.out_features, device=self.device)
+        l = torch.empty(b, 2, device=self.device).uniform_(-1, 1)
         log_pi, baselines = [], []
         for t in range(n):
             h, l, b_t, p, log_probas = self.model(x, l, h, last=t == n - 1)
@@ -187,12 +192,12 @@ class SeedLoop:
 class OurLoop:
     """The body of :func:`agents.reinforce.train`'s epoch loop, without its progress bar."""
 
-    def __init__(self, setting: dict, batch_size: int, data_dir, seed: int = 1):
+    def __init__(self, setting: dict, batch_size: int, data_dir, device: torch.device, seed: int = 1):
         torch.manual_seed(seed)
         s = setting
         env_kwargs = {k: s[k] for k in ("translated_size", "n_glimpses", "patch_size", "n_patches", "scale")}
-        self.config = reinforce.TrainConfig(env_id=s["env_id"], env_kwargs=env_kwargs, model={"std": s["std"]}, batch_size=batch_size, data_dir=data_dir, seed=seed, device="cpu")
-        self.device = torch.device("cpu")
+        self.config = reinforce.TrainConfig(env_id=s["env_id"], env_kwargs=env_kwargs, model={"std": s["std"]}, batch_size=batch_size, data_dir=data_dir, seed=seed, device=str(device))
+        self.device = device
         self.envs = reinforce.make_envs(self.config, "train", batch_size * self.config.train_rollouts)
         self.envs.reset(seed=seed)
         self.model = reinforce.make_model(self.config, self.envs).to(self.device).train()
@@ -259,12 +264,12 @@ def check_retina(setting: dict, images: np.ndarray) -> None:
 def bench(name: str, setting: dict, args, images, labels) -> list[Runner]:
     check_retina(setting, images)
     runners = [
-        Runner("seed", SeedLoop(setting, 32, images, labels), 32),
-        Runner("ours", OurLoop(setting, 32, args.data_dir), 32),
-        Runner("ours", OurLoop(setting, DEFAULT_BATCH, args.data_dir), DEFAULT_BATCH),
+        Runner("seed", SeedLoop(setting, 32, images, labels, args.device), 32),
+        Runner("ours", OurLoop(setting, 32, args.data_dir, args.device), 32),
+        Runner("ours", OurLoop(setting, DEFAULT_BATCH, args.data_dir, args.device), DEFAULT_BATCH),
     ]
     if args.seed_default:
-        runners.append(Runner("seed", SeedLoop(setting, DEFAULT_BATCH, images, labels), DEFAULT_BATCH))
+        runners.append(Runner("seed", SeedLoop(setting, DEFAULT_BATCH, images, labels, args.device), DEFAULT_BATCH))
     for r in runners:
         r.warm_up(args.warmup, args.seconds)
     for _ in range(args.repeats):
@@ -286,6 +291,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds of each loop (default 1)")
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds of each loop, in turns; the best is kept (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, in both loops (default 1)")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"), help="where both networks run: cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument("--seed-default", action=argparse.BooleanOptionalAction, default=True, help=f"also time the seed-style loop at our default batch ({DEFAULT_BATCH}), for reference (default on)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)")
@@ -294,7 +300,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"bench_train: {platform.machine()}, {os.cpu_count()} CPUs (load average {load:.1f} at start), numpy {np.__version__}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} thread{'s' if args.threads > 1 else ''})"
+        f"torch {torch.__version__} ({torch.get_num_threads()} thread{'s' if args.threads > 1 else ''}), networks on "
+        + (torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else str(args.device))
     )
     print("training samples/s: seed-style monolithic loop (batch 32) vs ours through the vector env (agents/reinforce.py)")
     t0 = time.perf_counter()

@@ -93,8 +93,9 @@ def test_save_load_gives_identical_predictions(data_dir, tmp_path):
     torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
 
 
-def test_resume_continues_the_same_run(data_dir, tmp_path):
-    config = small_config(data_dir, n_epochs=2)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))])
+def test_resume_continues_the_same_run(data_dir, tmp_path, device):
+    config = small_config(data_dir, n_epochs=2, device=device)
     reinforce.train(config, tmp_path / "straight")
     # The same run, stopped after its first epoch (a zero time budget) and resumed.
     reinforce.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")
@@ -105,6 +106,17 @@ def test_resume_continues_the_same_run(data_dir, tmp_path):
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
     assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (tmp_path / "stopped" / "metrics.csv").read_text().count("\n")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_evaluate_scores_the_same_on_the_gpu(data_dir):
+    # Sampled locations come from a CPU generator, so a checkpoint scores the same wherever it runs.
+    config = small_config(data_dir)
+    envs = reinforce.make_envs(config, "val", 500)
+    model = reinforce.make_model(config, envs)
+    on_cpu = reinforce.evaluate(model, envs, 10, "cpu", limit=500)
+    on_gpu = reinforce.evaluate(model.cuda(), envs, 10, "cuda", limit=500)
+    np.testing.assert_array_equal(on_cpu, on_gpu)
 
 
 def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_path):
