@@ -32,7 +32,7 @@ PRESETS = {
 _T = TrainConfig()
 DEFAULTS = dict(
     data="MNIST", translated_size=None, n_clutter=0, clutter_size=8, n_glimpses=6, patch_size=8, n_patches=1, scale=2,
-    std=0.15, start="random", glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn", algo="ram",
+    std=0.15, start="random", glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn", glimpse_net="mlp", algo="ram",
     total_timesteps=200_000, n_envs=8,
     **{k: getattr(_T, k) for k in ("seed", "batch_size", "n_epochs", "patience", "lr", "lr_schedule", "train_rollouts", "test_rollouts", "val_rollouts", "classifier_loss")},
 )
@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--location_hidden", type=positive_int, help=f"default {DEFAULTS['location_hidden']}")
     agent.add_argument("--core_hidden", type=positive_int, help=f"default {DEFAULTS['core_hidden']}")
     agent.add_argument("--core", choices=["rnn", "lstm"], help=f"core network (default {DEFAULTS['core']})")
+    agent.add_argument("--glimpse_net", choices=["mlp", "conv"], help=f"glimpse network's what pathway: mlp (the paper's) or conv (default {DEFAULTS['glimpse_net']})")
     agent.add_argument("--batch_size", type=positive_int, help=f"images per update (default {DEFAULTS['batch_size']})")
     agent.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {DEFAULTS['lr']})")
     agent.add_argument("--lr_schedule", choices=["cosine", "constant"], help=f"default {DEFAULTS['lr_schedule']}")
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     from agents.checkpoint import CheckpointError
     from ram_env.datasets import DatasetError
 
-    model_keys = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "std")
+    model_keys = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
     try:
         config = TrainConfig(
             env_id=env_id, env_kwargs=env_kwargs, model={k: s[k] for k in model_keys}, data_dir=args.data_dir, device=args.device,

@@ -27,12 +27,15 @@ class RAMConfig:
     location_hidden: int = 128  # "where" pathway of the glimpse network
     core_hidden: int = 256  # glimpse feature and recurrent state size
     core: str = "rnn"  # "rnn" (rectifier RNN, as the paper) or "lstm"
+    glimpse_net: str = "mlp"  # "what" pathway: "mlp" (one hidden layer, as the paper) or "conv" (two 3x3 convolutions first)
     std: float = 0.15  # standard deviation of the Gaussian location policy
 
     def __post_init__(self):
         self.glimpse_shape = tuple(self.glimpse_shape)
         if self.core not in ("rnn", "lstm"):
             raise ValueError(f"core must be 'rnn' or 'lstm', got {self.core!r}")
+        if self.glimpse_net not in ("mlp", "conv"):
+            raise ValueError(f"glimpse_net must be 'mlp' or 'conv', got {self.glimpse_net!r}")
         if not self.std > 0:
             raise ValueError(f"std must be positive, got {self.std}")
 
@@ -47,7 +50,7 @@ class RecurrentAttentionModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.what = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(c.glimpse_shape)), c.glimpse_hidden), nn.ReLU(), nn.Linear(c.glimpse_hidden, c.core_hidden))
+        self.what = what_pathway(c)
         self.where = nn.Sequential(nn.Linear(2, c.location_hidden), nn.ReLU(), nn.Linear(c.location_hidden, c.core_hidden))
         if c.core == "lstm":
             self.core = nn.LSTMCell(c.core_hidden, c.core_hidden)
@@ -78,6 +81,21 @@ class RecurrentAttentionModel(nn.Module):
     def classify(self, h: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, n_classes)``."""
         return self.classifier(h)
+
+
+def what_pathway(c: RAMConfig) -> nn.Sequential:
+    """The glimpse network's "what" half: a glimpse ``(B, n_patches, C, p, p)`` to ``(B, core_hidden)``."""
+    head = [nn.Linear(c.glimpse_hidden, c.core_hidden)]
+    if c.glimpse_net == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(c.glimpse_shape)), c.glimpse_hidden), nn.ReLU(), *head)
+    # The patches (every scale, every channel) are stacked as channels of one p x p image: the scales are
+    # already aligned pixel for pixel around the same centre, so one convolution sees them together.
+    n_patches, channels, p, _ = c.glimpse_shape
+    half = (p + 1) // 2
+    return nn.Sequential(
+        nn.Flatten(1, 2), nn.Conv2d(n_patches * channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * half * half, c.glimpse_hidden), nn.ReLU(), *head,
+    )
 
 
 def to_tensor(obs: dict[str, np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -309,7 +309,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 def _trajectory(config: dict) -> dict:
     """The parts of a config that shape the run (stopping and selection rules and paths may change on resume, and
     ``n_epochs`` may grow: see :func:`_stretch_schedule`)."""
-    return {k: v for k, v in config.items() if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")}
+    model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
+    return {**{k: v for k, v in config.items() if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")}, "model": model}
 
 
 def _stretch_schedule(config: TrainConfig, optimizer, scheduler, steps_per_epoch: int) -> None:

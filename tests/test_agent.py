@@ -53,8 +53,9 @@ def touched(model, loss) -> set[str]:
     return {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
 
 
-def test_each_loss_term_trains_only_its_own_part(data_dir):
-    model, terms = loss_terms(data_dir)
+@pytest.mark.parametrize("glimpse_net", ["mlp", "conv"])
+def test_each_loss_term_trains_only_its_own_part(data_dir, glimpse_net):
+    model, terms = loss_terms(data_dir, model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64, glimpse_net=glimpse_net))
     assert set(terms) == {"action", "reinforce", "baseline"}
     # The baseline's squared error must not leak into the policy or the core.
     assert touched(model, terms["baseline"]) == {"baseliner"}
@@ -68,6 +69,21 @@ def test_pure_rl_drops_cross_entropy_and_trains_the_classifier_by_reward(data_di
     model, terms = loss_terms(data_dir, classifier_loss="reinforce")
     assert set(terms) == {"reinforce", "baseline"}
     assert {"classifier", "locator"} <= touched(model, terms["reinforce"])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8, 8), (3, 1, 12, 12), (4, 1, 12, 12)])
+def test_conv_glimpse_network_sees_every_scale(shape):
+    model = RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, glimpse_net="conv", core_hidden=64))
+    assert isinstance(model.what[1], torch.nn.Conv2d) and model.what[1].in_channels == shape[0]
+    glimpse = torch.zeros(2, *shape, requires_grad=True)
+    h, _ = model(glimpse, torch.zeros(2, 2), model.initial_state(2))
+    assert h.shape == (2, 64)
+    h[0].sum().backward()
+    # Every patch (scale) reaches the feature, and images in a batch stay apart.
+    assert all(glimpse.grad[0, i].abs().sum() > 0 for i in range(shape[0]))
+    assert glimpse.grad[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="glimpse_net must be 'mlp' or 'conv', got 'cnn'"):
+        RAMConfig(glimpse_net="cnn")
 
 
 def test_baseline_predicts_the_reward():
@@ -153,6 +169,11 @@ def test_resume_refuses_another_config(data_dir, tmp_path):
     reinforce.train(config, tmp_path / "run")
     with pytest.raises(checkpoint.CheckpointError, match="another config"):
         reinforce.train(replace(config, lr=0.5), tmp_path / "run", resume=True)
+    with pytest.raises(checkpoint.CheckpointError, match="another config"):
+        reinforce.train(replace(config, model={**config.model, "glimpse_net": "conv"}), tmp_path / "run", resume=True)
+    # A network option left at its default is the same run as one saved before the option existed.
+    reinforce.train(replace(config, n_epochs=2, model={**config.model, "glimpse_net": "mlp"}), tmp_path / "run", resume=True)
+    assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 2
 
 
 def test_bad_checkpoints_get_clear_errors(data_dir, tmp_path):
