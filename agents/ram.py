@@ -102,7 +102,8 @@ def what_pathway(c: RAMConfig) -> nn.Sequential:
     n_patches, channels, p, _ = c.glimpse_shape
     half = (p + 1) // 2
     return nn.Sequential(
-        StackScales(), nn.Conv2d(n_patches * channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+        StackScales(), nn.Conv2d(n_patches * channels, 32, 3, padding=1), nn.ReLU(inplace=True),  # in place: the convolutions' outputs are large
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True),
         nn.Flatten(), nn.Linear(64 * half * half, c.glimpse_hidden), nn.ReLU(), *head,
     )
 
