@@ -86,6 +86,17 @@ def test_conv_glimpse_network_sees_every_scale(shape):
         RAMConfig(glimpse_net="cnn")
 
 
+def test_conv_glimpse_network_keeps_the_flatten_linear_weight_layout():
+    # The channels-last flatten must compute what nn.Flatten + nn.Linear compute with the same stored weights,
+    # so that checkpoints of either layout mean the same network.
+    torch.manual_seed(0)
+    what = RecurrentAttentionModel(RAMConfig(glimpse_shape=(3, 1, 12, 12), glimpse_net="conv")).what
+    reference = torch.nn.Sequential(*what[:5], torch.nn.Flatten(), torch.nn.Linear(64 * 6 * 6, 128), *what[7:])
+    reference.load_state_dict(what.state_dict())
+    glimpse = torch.rand(4, 3, 1, 12, 12)
+    torch.testing.assert_close(what(glimpse), reference(glimpse), rtol=1e-5, atol=1e-5)
+
+
 def test_baseline_predicts_the_reward():
     model = RecurrentAttentionModel(RAMConfig(glimpse_shape=(1, 1, 8, 8)))
     h = torch.randn(4, 256, requires_grad=True)
