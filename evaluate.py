@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
     p.add_argument("--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core; pass 1 on a busy machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1 (default 0)")
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     show.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
@@ -123,7 +123,10 @@ def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads is not None:
+        if args.threads < 1:
+            parser().error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if args.episodes < 1:
         parser().error(f"--episodes must be >= 1, got {args.episodes}")
     start = time.perf_counter()

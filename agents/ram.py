@@ -149,11 +149,17 @@ class BatchPolicy:
         self.logits = None
 
     @torch.no_grad()
-    def __call__(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
+    def __call__(self, obs: dict[str, np.ndarray], first: bool, repeats: int = 1) -> dict[str, np.ndarray]:
+        """``repeats > 1`` (with ``first``): the observations come in blocks of ``repeats`` identical rows, such as the
+        rollouts of one fixed episode; the network reads each block once, and only the sampled locations differ."""
         glimpse, location = to_tensor(obs, self.device)
         if first or self.state is None:
-            self.state = self.model.initial_state(len(glimpse), self.device)
-        h, self.state = self.model(glimpse, location, self.state)
+            glimpse, location = glimpse[::repeats], location[::repeats]
+            h, state = self.model(glimpse, location, self.model.initial_state(len(glimpse), self.device))
+            h = h.repeat_interleave(repeats, 0)
+            self.state = tuple(s.repeat_interleave(repeats, 0) for s in state) if isinstance(state, tuple) else h
+        else:
+            h, self.state = self.model(glimpse, location, self.state)
         policy = self.model.location_policy(h)
         loc = policy.mean
         if self.sample:

@@ -167,8 +167,11 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
         images = np.arange(start, min(start + chunk, n_images))
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats
         obs, _ = envs.reset(options={"indices": np.repeat(padded, rollouts)})
-        for t in range(n_glimpses):
-            obs, _, _, _, info = envs.step(policy(obs, first=t == 0))
+        # The rollouts of a val/test image start from the same fixed glimpse: read it once per image.
+        same_start = all(np.array_equal(v, np.repeat(v[::rollouts], rollouts, axis=0)) for v in obs.values())
+        obs, _, _, _, info = envs.step(policy(obs, first=True, repeats=rollouts if same_start else 1))
+        for t in range(1, n_glimpses):
+            obs, _, _, _, info = envs.step(policy(obs, first=False))
         probs = policy.logits.softmax(-1).view(-1, rollouts, policy.logits.shape[-1]).mean(1)
         labels = torch.as_tensor(info["label"][::rollouts], device=device)
         correct[images] = (probs.argmax(-1) == labels)[: len(images)].cpu().numpy()

@@ -97,6 +97,20 @@ def test_conv_glimpse_network_keeps_the_flatten_linear_weight_layout():
     torch.testing.assert_close(what(glimpse), reference(glimpse), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_policy_reads_repeated_first_glimpses_once_with_the_same_result(core):
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(RAMConfig(glimpse_shape=(2, 1, 8, 8), core=core, core_hidden=32))
+    first = {"glimpse": np.random.rand(2, 2, 1, 8, 8).astype(np.float32).repeat(3, 0), "location": np.random.uniform(-1, 1, (2, 2)).astype(np.float32).repeat(3, 0)}
+    later = {"glimpse": np.random.rand(6, 2, 1, 8, 8).astype(np.float32), "location": np.random.uniform(-1, 1, (6, 2)).astype(np.float32)}
+    once, every = BatchPolicy(model), BatchPolicy(model)
+    for obs, repeats in ((first, 3), (later, 1)):  # the first step in blocks of 3, then the recurrent state goes on
+        a, b = once(obs, first=obs is first, repeats=repeats), every(obs, first=obs is first)
+        np.testing.assert_allclose(a["location"], b["location"], atol=1e-6)
+        torch.testing.assert_close(once.logits, every.logits)
+    assert not torch.allclose(once.logits[0], once.logits[1])  # the later glimpses differ, so do the rollouts
+
+
 def test_baseline_predicts_the_reward():
     model = RecurrentAttentionModel(RAMConfig(glimpse_shape=(1, 1, 8, 8)))
     h = torch.randn(4, 256, requires_grad=True)

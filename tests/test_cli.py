@@ -67,6 +67,9 @@ def test_evaluate_reports_bad_checkpoints(tmp_path, capsys):
     (tmp_path / "junk.pt").write_text("junk")
     assert evaluate.main([str(tmp_path / "junk.pt")]) == 2
     assert "truncated or not a checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(tmp_path / "junk.pt"), "--threads", "0"])
+    assert exit_.value.code == 2 and "--threads must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_learning_curves_from_a_run(data_dir, tmp_path):
