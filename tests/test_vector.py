@@ -38,7 +38,7 @@ def test_make_vec_every_id(data_dir, id_):
 
 def test_agrees_with_the_single_env_on_the_same_image_and_locations(data_dir):
     kwargs = dict(TASK, split="test", start="center", data_dir=data_dir)
-    picks = np.array([42, 7, 9999, 42])  # a repeat: several rollouts of one fixed episode share its canvas
+    picks = np.array([42, 7, 9999, 42])  # a repeated image: each env still plays its own episode
     venv = gym.make_vec("RAM/ClutteredMNIST100-v0", num_envs=len(picks), vectorization_mode="vector_entry_point", **kwargs)
     vobs, vinfo = venv.reset(seed=0, options={"indices": picks})
     assert vinfo["index"].tolist() == picks.tolist()
