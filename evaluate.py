@@ -31,17 +31,29 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses best.pt / best.zip) or a checkpoint file")
     p.add_argument("--split", choices=["train", "val", "test"], default="test", help="default test")
-    p.add_argument("--test_rollouts", type=int, help="episodes per image, class probabilities averaged (default: the run's)")
+    p.add_argument(
+        "--test_rollouts", type=int, help="episodes per image, class probabilities averaged (default: the run's)"
+    )
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
-    p.add_argument("--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
+    p.add_argument(
+        "--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core; pass 1 on a busy machine)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1 (default 0)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's, one per core; pass 1 on a busy machine)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1 (default 0)"
+    )
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     show.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
     show.add_argument("--gif", type=Path, metavar="PATH", help="write an animated GIF of --episodes episodes, tiled")
-    show.add_argument("--video", type=Path, metavar="DIR", help="record --episodes episodes as MP4 files (Gymnasium's RecordVideo)")
-    show.add_argument("--episodes", type=int, default=25, help="episodes to watch or record: the first images of --split (default 25)")
+    show.add_argument(
+        "--video", type=Path, metavar="DIR", help="record --episodes episodes as MP4 files (Gymnasium's RecordVideo)"
+    )
+    show.add_argument(
+        "--episodes", type=int, default=25, help="episodes to watch or record: the first images of --split (default 25)"
+    )
     return p
 
 
@@ -117,7 +129,9 @@ def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     rollouts = args.test_rollouts or config.test_rollouts
     if rollouts < 1:
         raise ValueError(f"--test_rollouts must be >= 1, got {rollouts}")
-    correct = reinforce.evaluate_split(model, config, args.split, rollouts, device, limit=args.limit, seed=args.seed, progress=True)
+    correct = reinforce.evaluate_split(
+        model, config, args.split, rollouts, device, limit=args.limit, seed=args.seed, progress=True
+    )
     return correct, f"RAM agent on {config.env_id}, {rollouts} rollout(s)"
 
 
@@ -139,7 +153,9 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     err, low, high = error_with_interval(correct)
-    print(f"{args.split} error {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images — {what} ({time.perf_counter() - start:.0f}s)")
+    print(
+        f"{args.split} error {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images — {what} ({time.perf_counter() - start:.0f}s)"
+    )
     return 0
 
 

@@ -23,18 +23,71 @@ from ram_env import task_id
 
 # The paper's four experiments, as the seed ran them.
 PRESETS = {
-    "exp1": dict(data="MNIST", translated_size=None, n_clutter=0, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15),
-    "exp2": dict(data="MNIST", translated_size=60, n_clutter=0, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25),
-    "exp3": dict(data="MNIST", translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25),
-    "exp4": dict(data="MNIST", translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2, std=0.25),
+    "exp1": dict(
+        data="MNIST", translated_size=None, n_clutter=0, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15
+    ),
+    "exp2": dict(
+        data="MNIST", translated_size=60, n_clutter=0, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25
+    ),
+    "exp3": dict(
+        data="MNIST",
+        translated_size=60,
+        n_clutter=4,
+        clutter_size=8,
+        n_glimpses=8,
+        patch_size=12,
+        n_patches=3,
+        scale=2,
+        std=0.25,
+    ),
+    "exp4": dict(
+        data="MNIST",
+        translated_size=100,
+        n_clutter=4,
+        clutter_size=8,
+        n_glimpses=8,
+        patch_size=12,
+        n_patches=4,
+        scale=2,
+        std=0.25,
+    ),
 }
 # Defaults of a run with no flags (RAM/MNIST-v0); the learning settings are TrainConfig's (see the README for why).
 _T = TrainConfig()
 DEFAULTS = dict(
-    data="MNIST", translated_size=None, n_clutter=0, clutter_size=8, n_glimpses=6, patch_size=8, n_patches=1, scale=2,
-    std=0.15, start="random", glimpse_hidden=128, location_hidden=128, core_hidden=256, core="rnn", glimpse_net="mlp", algo="ram",
-    total_timesteps=200_000, n_envs=8,
-    **{k: getattr(_T, k) for k in ("seed", "batch_size", "n_epochs", "patience", "lr", "lr_schedule", "train_rollouts", "test_rollouts", "val_rollouts", "classifier_loss")},
+    data="MNIST",
+    translated_size=None,
+    n_clutter=0,
+    clutter_size=8,
+    n_glimpses=6,
+    patch_size=8,
+    n_patches=1,
+    scale=2,
+    std=0.15,
+    start="random",
+    glimpse_hidden=128,
+    location_hidden=128,
+    core_hidden=256,
+    core="rnn",
+    glimpse_net="mlp",
+    algo="ram",
+    total_timesteps=200_000,
+    n_envs=8,
+    **{
+        k: getattr(_T, k)
+        for k in (
+            "seed",
+            "batch_size",
+            "n_epochs",
+            "patience",
+            "lr",
+            "lr_schedule",
+            "train_rollouts",
+            "test_rollouts",
+            "val_rollouts",
+            "classifier_loss",
+        )
+    },
 )
 
 
@@ -58,11 +111,17 @@ def parser() -> argparse.ArgumentParser:
     add("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
     add("--algo", choices=["ram", "ppo", "a2c", "recurrent_ppo"], help=f"learner (default {DEFAULTS['algo']})")
     task = p.add_argument_group("task (the seed's flags)")
-    task.add_argument("--data", choices=["MNIST", "FashionMNIST", "KMNIST"], help=f"dataset (default {DEFAULTS['data']})")
-    task.add_argument("--translated_size", type=positive_int, help="canvas side (60, 100); omit for the plain 28x28 digit")
+    task.add_argument(
+        "--data", choices=["MNIST", "FashionMNIST", "KMNIST"], help=f"dataset (default {DEFAULTS['data']})"
+    )
+    task.add_argument(
+        "--translated_size", type=positive_int, help="canvas side (60, 100); omit for the plain 28x28 digit"
+    )
     task.add_argument("--n_clutter", type=int, help="clutter pieces per image (default 0)")
     task.add_argument("--clutter_size", type=positive_int, help="side of a clutter piece (default 8)")
-    task.add_argument("--n_glimpses", type=positive_int, help=f"glimpses per episode (default {DEFAULTS['n_glimpses']})")
+    task.add_argument(
+        "--n_glimpses", type=positive_int, help=f"glimpses per episode (default {DEFAULTS['n_glimpses']})"
+    )
     task.add_argument("--patch_size", type=positive_int, help=f"patch side (default {DEFAULTS['patch_size']})")
     task.add_argument("--n_patches", type=positive_int, help=f"patches per glimpse (default {DEFAULTS['n_patches']})")
     task.add_argument("--scale", type=positive_int, help=f"zoom between patches (default {DEFAULTS['scale']})")
@@ -73,19 +132,41 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--location_hidden", type=positive_int, help=f"default {DEFAULTS['location_hidden']}")
     agent.add_argument("--core_hidden", type=positive_int, help=f"default {DEFAULTS['core_hidden']}")
     agent.add_argument("--core", choices=["rnn", "lstm"], help=f"core network (default {DEFAULTS['core']})")
-    agent.add_argument("--glimpse_net", choices=["mlp", "conv"], help=f"glimpse network's what pathway: mlp (the paper's) or conv (default {DEFAULTS['glimpse_net']})")
+    agent.add_argument(
+        "--glimpse_net",
+        choices=["mlp", "conv"],
+        help=f"glimpse network's what pathway: mlp (the paper's) or conv (default {DEFAULTS['glimpse_net']})",
+    )
     agent.add_argument("--batch_size", type=positive_int, help=f"images per update (default {DEFAULTS['batch_size']})")
     agent.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {DEFAULTS['lr']})")
     agent.add_argument("--lr_schedule", choices=["cosine", "constant"], help=f"default {DEFAULTS['lr_schedule']}")
     agent.add_argument("--n_epochs", type=positive_int, help=f"default {DEFAULTS['n_epochs']}")
-    agent.add_argument("--patience", type=positive_int, help=f"stop after this many epochs without a better val error (default {DEFAULTS['patience']})")
+    agent.add_argument(
+        "--patience",
+        type=positive_int,
+        help=f"stop after this many epochs without a better val error (default {DEFAULTS['patience']})",
+    )
     agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
-    agent.add_argument("--test_rollouts", type=positive_int, help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})")
-    agent.add_argument("--val_rollouts", type=positive_int, help="episodes per val image when choosing best.pt: 1 (default, mean locations) is fastest; "
-                       "the --test_rollouts count chooses by the test's own protocol (may change on --resume: best.pt is rescored)")
-    agent.add_argument("--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL")
-    agent.add_argument("--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time")
-    agent.add_argument("--train-images", type=positive_int, help="train on the first N training images only (quick trials)")
+    agent.add_argument(
+        "--test_rollouts",
+        type=positive_int,
+        help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})",
+    )
+    agent.add_argument(
+        "--val_rollouts",
+        type=positive_int,
+        help="episodes per val image when choosing best.pt: 1 (default, mean locations) is fastest; "
+        "the --test_rollouts count chooses by the test's own protocol (may change on --resume: best.pt is rescored)",
+    )
+    agent.add_argument(
+        "--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL"
+    )
+    agent.add_argument(
+        "--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time"
+    )
+    agent.add_argument(
+        "--train-images", type=positive_int, help="train on the first N training images only (quick trials)"
+    )
     sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo)")
     sb3.add_argument("--total-timesteps", type=positive_int, help=f"env steps (default {DEFAULTS['total_timesteps']})")
     sb3.add_argument("--n-envs", type=positive_int, help=f"parallel envs (default {DEFAULTS['n_envs']})")
@@ -93,9 +174,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="default 1")
     run.add_argument("--data-dir", help="folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
     run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ... (default auto)")
-    run.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1: never slow on a busy machine)")
+    run.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads for torch (default 1: never slow on a busy machine)",
+    )
     run.add_argument("--out", type=Path, help="run folder (default runs/<task>-<algo>-seed<seed>)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt (a larger --n_epochs extends it)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (a larger --n_epochs extends it)",
+    )
     run.add_argument("--no-gif", action="store_true", help="do not write best.gif")
     return p
 
@@ -136,7 +226,16 @@ def main(argv=None) -> int:
 
         task = dict(dataset=s["data"], data_dir=args.data_dir, **env_kwargs)
         try:
-            summary = sb3.train(s["algo"], task, out, s["total_timesteps"], seed=s["seed"], device=args.device, resume=args.resume, n_envs=s["n_envs"])
+            summary = sb3.train(
+                s["algo"],
+                task,
+                out,
+                s["total_timesteps"],
+                seed=s["seed"],
+                device=args.device,
+                resume=args.resume,
+                n_envs=s["n_envs"],
+            )
             correct, _ = sb3.evaluate(out, "test", args.data_dir)
         except (ValueError, FileNotFoundError, FileExistsError) as e:
             print(f"train_agent.py: error: {e}", file=sys.stderr)
@@ -153,8 +252,28 @@ def main(argv=None) -> int:
     model_keys = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
     try:
         config = TrainConfig(
-            env_id=env_id, env_kwargs=env_kwargs, model={k: s[k] for k in model_keys}, data_dir=args.data_dir, device=args.device,
-            max_minutes=args.max_minutes, train_images=args.train_images, **{k: s[k] for k in ("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts", "classifier_loss", "seed")},
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            model={k: s[k] for k in model_keys},
+            data_dir=args.data_dir,
+            device=args.device,
+            max_minutes=args.max_minutes,
+            train_images=args.train_images,
+            **{
+                k: s[k]
+                for k in (
+                    "batch_size",
+                    "lr",
+                    "lr_schedule",
+                    "n_epochs",
+                    "patience",
+                    "train_rollouts",
+                    "test_rollouts",
+                    "val_rollouts",
+                    "classifier_loss",
+                    "seed",
+                )
+            },
         )
     except ValueError as e:
         parser().error(str(e))
@@ -167,11 +286,15 @@ def main(argv=None) -> int:
     except (ValueError, DatasetError, CheckpointError) as e:  # bad task geometry, data folder or checkpoint
         print(f"train_agent.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training")
+    print(
+        f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training"
+    )
     model, _ = reinforce.load_model(out, reinforce.resolve_device(config.device))
     correct = reinforce.evaluate_split(model, config, "test", device=reinforce.resolve_device(config.device))
     err, low, high = reinforce.error_with_interval(correct)
-    print(f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, {config.test_rollouts} rollout(s)")
+    print(
+        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, {config.test_rollouts} rollout(s)"
+    )
     if not args.no_gif:
         write_gif(model, config, out / "best.gif")
     return 0
@@ -182,7 +305,15 @@ def write_gif(model, config: TrainConfig, path: Path) -> None:
     from agents.ram import BatchPolicy
     from ram_env import render
 
-    envs = gym.make_vec(config.env_id, num_envs=16, vectorization_mode="vector_entry_point", split="val", data_dir=config.data_dir, render_mode="rgb_array", **config.env_kwargs)
+    envs = gym.make_vec(
+        config.env_id,
+        num_envs=16,
+        vectorization_mode="vector_entry_point",
+        split="val",
+        data_dir=config.data_dir,
+        render_mode="rgb_array",
+        **config.env_kwargs,
+    )
     render.record_gif(envs, BatchPolicy(model.cpu()), path, indices=range(16), max_side=640)
     print(f"wrote {path}")
 

@@ -45,7 +45,9 @@ def load(path: str | os.PathLike, name: str = "best.pt", map_location: str | tor
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a RAM agent checkpoint (no '{FORMAT}' format tag)")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}; this code reads version {VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')}; this code reads version {VERSION}"
+        )
     missing = {"config", "model_config", "model"} - set(payload)
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")

@@ -1,6 +1,6 @@
 """Learning curves from run folders: val error against epoch and against training time.
 
-    python -m agents.curves runs/MNIST-v0-ram-seed1 [more runs...] --out results/curves.png
+python -m agents.curves runs/MNIST-v0-ram-seed1 [more runs...] --out results/curves.png
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ class RAMConfig:
     location_hidden: int = 128  # "where" pathway of the glimpse network
     core_hidden: int = 256  # glimpse feature and recurrent state size
     core: str = "rnn"  # "rnn" (rectifier RNN, as the paper) or "lstm"
-    glimpse_net: str = "mlp"  # "what" pathway: "mlp" (one hidden layer, as the paper) or "conv" (two 3x3 convolutions first)
+    glimpse_net: str = (
+        "mlp"  # "what" pathway: "mlp" (one hidden layer, as the paper) or "conv" (two 3x3 convolutions first)
+    )
     std: float = 0.15  # standard deviation of the Gaussian location policy
 
     def __post_init__(self):
@@ -51,7 +53,9 @@ class RecurrentAttentionModel(nn.Module):
         self.config = config
         c = config
         self.what = what_pathway(c)
-        self.where = nn.Sequential(nn.Linear(2, c.location_hidden), nn.ReLU(), nn.Linear(c.location_hidden, c.core_hidden))
+        self.where = nn.Sequential(
+            nn.Linear(2, c.location_hidden), nn.ReLU(), nn.Linear(c.location_hidden, c.core_hidden)
+        )
         if c.core == "lstm":
             self.core = nn.LSTMCell(c.core_hidden, c.core_hidden)
         else:
@@ -123,9 +127,15 @@ def what_pathway(c: RAMConfig) -> nn.Sequential:
     n_patches, channels, p, _ = c.glimpse_shape
     half = (p + 1) // 2
     return nn.Sequential(
-        StackScales(), nn.Conv2d(n_patches * channels, 32, 3, padding=1), nn.ReLU(inplace=True),  # in place: the convolutions' outputs are large
-        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-        FlattenChannelsLast(), LinearChannelsLast((64, half, half), c.glimpse_hidden), nn.ReLU(), *head,
+        StackScales(),
+        nn.Conv2d(n_patches * channels, 32, 3, padding=1),
+        nn.ReLU(inplace=True),  # in place: the convolutions' outputs are large
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        FlattenChannelsLast(),
+        LinearChannelsLast((64, half, half), c.glimpse_hidden),
+        nn.ReLU(),
+        *head,
     )
 
 
@@ -143,7 +153,13 @@ class BatchPolicy:
     same episodes on any device.
     """
 
-    def __init__(self, model: RecurrentAttentionModel, device="cpu", sample: bool = False, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        model: RecurrentAttentionModel,
+        device="cpu",
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         self.model, self.device, self.sample, self.generator = model.eval(), device, sample, generator
         self.state = None
         self.logits = None

@@ -63,7 +63,15 @@ class TrainConfig:
             raise ValueError(f"classifier_loss must be 'hybrid' or 'reinforce', got {self.classifier_loss!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        for name in ("batch_size", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts", "eval_batch"):
+        for name in (
+            "batch_size",
+            "n_epochs",
+            "patience",
+            "train_rollouts",
+            "test_rollouts",
+            "val_rollouts",
+            "eval_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -78,7 +86,14 @@ def resolve_device(name: str) -> torch.device:
 
 def make_envs(config: TrainConfig, split: str, num_envs: int) -> gym.vector.VectorEnv:
     """The task's native vector env on one split: the agent's only way in."""
-    return gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", split=split, data_dir=config.data_dir, **config.env_kwargs)
+    return gym.make_vec(
+        config.env_id,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        split=split,
+        data_dir=config.data_dir,
+        **config.env_kwargs,
+    )
 
 
 def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAttentionModel:
@@ -88,7 +103,9 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
     return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, **config.model))
 
 
-def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, config: TrainConfig, device) -> tuple[dict[str, torch.Tensor], float]:
+def rollout_loss(
+    model: RecurrentAttentionModel, envs, indices: np.ndarray, config: TrainConfig, device
+) -> tuple[dict[str, torch.Tensor], float]:
     """Play one episode per env on images ``indices``; return the loss terms and the mean reward."""
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
@@ -129,7 +146,9 @@ def rollout_loss(model: RecurrentAttentionModel, envs, indices: np.ndarray, conf
 
 def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_per_epoch: int):
     """Adam and the learning-rate schedule, stepped once per update."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # fused: one kernel per step, not per tensor
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, fused=True
+    )  # fused: one kernel per step, not per tensor
     if config.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.n_epochs * steps_per_epoch)
     else:
@@ -137,7 +156,9 @@ def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_pe
     return optimizer, scheduler
 
 
-def update(model: RecurrentAttentionModel, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device) -> tuple[float, float]:
+def update(
+    model: RecurrentAttentionModel, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device
+) -> tuple[float, float]:
     """One gradient step on the summed loss of a batch of training images; returns (loss, mean reward)."""
     terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
     loss = sum(terms.values())
@@ -149,7 +170,15 @@ def update(model: RecurrentAttentionModel, optimizer, scheduler, envs, images: n
 
 
 @torch.no_grad()
-def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cpu", limit: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+def evaluate(
+    model: RecurrentAttentionModel,
+    envs,
+    rollouts: int = 1,
+    device="cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
     """Play every image of the env's split exactly once (``rollouts`` episodes each, class
     probabilities averaged) and return a bool array: was each image classified right.
 
@@ -163,7 +192,9 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
     policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator)
     n_glimpses = envs.unwrapped.config.n_glimpses
     correct = np.zeros(n_images, dtype=bool)
-    for start in tqdm(range(0, n_images, chunk), desc="evaluate", leave=False, mininterval=1.0, disable=None if progress else True):
+    for start in tqdm(
+        range(0, n_images, chunk), desc="evaluate", leave=False, mininterval=1.0, disable=None if progress else True
+    ):
         images = np.arange(start, min(start + chunk, n_images))
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats
         obs, _ = envs.reset(options={"indices": np.repeat(padded, rollouts)})
@@ -182,8 +213,16 @@ def evaluate(model: RecurrentAttentionModel, envs, rollouts: int = 1, device="cp
 EVAL_CHUNK = 500  # images per evaluation batch: fixed, so that sampled locations (and scores) never depend on it
 
 
-def evaluate_split(model: RecurrentAttentionModel, config: TrainConfig, split: str = "test", rollouts: int | None = None,
-                   device="cpu", limit: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+def evaluate_split(
+    model: RecurrentAttentionModel,
+    config: TrainConfig,
+    split: str = "test",
+    rollouts: int | None = None,
+    device="cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
     """:func:`evaluate` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images."""
     rollouts = rollouts or config.test_rollouts
     envs = make_envs(config, split, EVAL_CHUNK * rollouts)
@@ -233,18 +272,29 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     if resume:
         state = checkpoint.load(run_dir, "last.pt")  # on the CPU, where RNG states live; load_state_dict moves the rest
         if _trajectory(state["config"]) != _trajectory(asdict(config)):
-            raise checkpoint.CheckpointError(f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out")
+            raise checkpoint.CheckpointError(
+                f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out"
+            )
         planned = state["config"]["n_epochs"]
         if config.n_epochs < planned:
-            raise ValueError(f"--n_epochs {config.n_epochs} is shorter than the run's {planned}; resume with n_epochs >= {planned}")
+            raise ValueError(
+                f"--n_epochs {config.n_epochs} is shorter than the run's {planned}; resume with n_epochs >= {planned}"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        epoch, best_val, best_epoch, elapsed = state["epoch"], state["best_val_error"], state["best_epoch"], state["elapsed_seconds"]
+        epoch, best_val, best_epoch, elapsed = (
+            state["epoch"],
+            state["best_val_error"],
+            state["best_epoch"],
+            state["elapsed_seconds"],
+        )
         rng.bit_generator.state = state["rng"]["numpy"]
         envs.unwrapped.np_random.bit_generator.state = state["rng"]["env"]
         torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in state["rng"]:  # the sampled locations of a GPU run come from its generator
+        if (
+            device.type == "cuda" and "cuda" in state["rng"]
+        ):  # the sampled locations of a GPU run come from its generator
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         _truncate_metrics(run_dir / "metrics.csv", epoch)
         if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
@@ -253,12 +303,16 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         print(f"resuming {run_dir} after epoch {epoch} (best val error {best_val:.2f}% at epoch {best_epoch})")
         if config.n_epochs > planned:
             _stretch_schedule(config, optimizer, scheduler, steps_per_epoch)
-            print(f"extending the run from {planned} to {config.n_epochs} epochs (learning rate now {optimizer.param_groups[0]['lr']:.2e})")
+            print(
+                f"extending the run from {planned} to {config.n_epochs} epochs (learning rate now {optimizer.param_groups[0]['lr']:.2e})"
+            )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "metrics.csv", "w", newline="") as f:
             csv.writer(f).writerow(METRICS)
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")  # on resume too: n_epochs may have grown
+    (run_dir / "config.json").write_text(
+        json.dumps(asdict(config), indent=2) + "\n"
+    )  # on resume too: n_epochs may have grown
 
     model.train()
     while epoch < config.n_epochs and epoch - best_epoch < config.patience:
@@ -268,7 +322,13 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         start = time.perf_counter()
         order = rng.permutation(n_train)[: steps_per_epoch * config.batch_size]
         losses, rewards = [], []
-        bar = tqdm(order.reshape(steps_per_epoch, config.batch_size), desc=f"epoch {epoch + 1}/{config.n_epochs}", leave=False, mininterval=1.0, disable=None)
+        bar = tqdm(
+            order.reshape(steps_per_epoch, config.batch_size),
+            desc=f"epoch {epoch + 1}/{config.n_epochs}",
+            leave=False,
+            mininterval=1.0,
+            disable=None,
+        )
         for images in bar:
             loss, reward = update(model, optimizer, scheduler, envs, images, config, device)
             losses.append(loss)
@@ -278,7 +338,15 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         epoch += 1
         seconds = time.perf_counter() - start
         elapsed += seconds
-        row = [epoch, float(np.mean(losses)), float(np.mean(rewards)), val_error, scheduler.get_last_lr()[0], seconds, elapsed]
+        row = [
+            epoch,
+            float(np.mean(losses)),
+            float(np.mean(rewards)),
+            val_error,
+            scheduler.get_last_lr()[0],
+            seconds,
+            elapsed,
+        ]
         with open(run_dir / "metrics.csv", "a", newline="") as f:
             csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
         improved = val_error < best_val
@@ -294,11 +362,17 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             "best_val_error": best_val,
             "best_epoch": best_epoch,
             "elapsed_seconds": elapsed,
-            "rng": {"numpy": rng.bit_generator.state, "env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state(),
-                    **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
+            "rng": {
+                "numpy": rng.bit_generator.state,
+                "env": envs.unwrapped.np_random.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+            },
         }
         if improved:  # best.pt is for evaluation: weights and config, no optimiser state (a third the size)
-            checkpoint.save(run_dir / "best.pt", {k: v for k, v in payload.items() if k not in ("optimizer", "scheduler", "rng")})
+            checkpoint.save(
+                run_dir / "best.pt", {k: v for k, v in payload.items() if k not in ("optimizer", "scheduler", "rng")}
+            )
         checkpoint.save(run_dir / "last.pt", payload)
         print(
             f"epoch {epoch:3d}  loss {row[1]:.4f}  train acc {100 * row[2]:.2f}%  val error {val_error:.2f}%"
@@ -313,7 +387,14 @@ def _trajectory(config: dict) -> dict:
     """The parts of a config that shape the run (stopping and selection rules and paths may change on resume, and
     ``n_epochs`` may grow: see :func:`_stretch_schedule`)."""
     model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
-    return {**{k: v for k, v in config.items() if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")}, "model": model}
+    return {
+        **{
+            k: v
+            for k, v in config.items()
+            if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")
+        },
+        "model": model,
+    }
 
 
 def _stretch_schedule(config: TrainConfig, optimizer, scheduler, steps_per_epoch: int) -> None:
@@ -343,5 +424,7 @@ def load_model(path, device="cpu") -> tuple[RecurrentAttentionModel, TrainConfig
         model = RecurrentAttentionModel(RAMConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
     except (TypeError, ValueError, RuntimeError) as e:
-        raise checkpoint.CheckpointError(f"{checkpoint.resolve(path)} does not match this code's model/config ({e})") from None
+        raise checkpoint.CheckpointError(
+            f"{checkpoint.resolve(path)} does not match this code's model/config ({e})"
+        ) from None
     return model.to(device), config

@@ -71,7 +71,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ram_env.env import GlimpseEnv
 from ram_env.vector import GlimpseVectorEnv
-from ram_env.wrappers import DiscreteActionWrapper, FlatActionWrapper, GlimpseHistory, GlimpseHistoryWrapper, flatten_native_obs
+from ram_env.wrappers import (
+    DiscreteActionWrapper,
+    FlatActionWrapper,
+    GlimpseHistory,
+    GlimpseHistoryWrapper,
+    flatten_native_obs,
+)
 
 ALGOS = ("ppo", "a2c", "recurrent_ppo")
 
@@ -81,20 +87,47 @@ METRICS_FIELDS = ("timesteps", "wall_s", "train_episodes", "train_accuracy", "va
 # the dict is JSON-serialisable (see _algo_kwargs). Per-step counts are per environment.
 HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": dict(
-        learning_rate=3e-4, n_steps=256, batch_size=256, n_epochs=4, gamma=1.0, gae_lambda=1.0,
-        clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+        learning_rate=3e-4,
+        n_steps=256,
+        batch_size=256,
+        n_epochs=4,
+        gamma=1.0,
+        gae_lambda=1.0,
+        clip_range=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
     ),
     "a2c": dict(
-        learning_rate=1e-4, n_steps=12, gamma=1.0, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+        learning_rate=1e-4,
+        n_steps=12,
+        gamma=1.0,
+        gae_lambda=1.0,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
     ),
     "recurrent_ppo": dict(
-        learning_rate=3e-4, n_steps=256, batch_size=256, n_epochs=4, gamma=1.0, gae_lambda=1.0,
-        clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+        learning_rate=3e-4,
+        n_steps=256,
+        batch_size=256,
+        n_epochs=4,
+        gamma=1.0,
+        gae_lambda=1.0,
+        clip_range=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
         policy_kwargs=dict(
-            lstm_hidden_size=256, n_lstm_layers=1, enable_critic_lstm=True, shared_lstm=False,
-            net_arch=dict(pi=[256], vf=[256]), activation_fn="relu", log_std_init=-3.0,
+            lstm_hidden_size=256,
+            n_lstm_layers=1,
+            enable_critic_lstm=True,
+            shared_lstm=False,
+            net_arch=dict(pi=[256], vf=[256]),
+            activation_fn="relu",
+            log_std_init=-3.0,
         ),
     ),
 }
@@ -146,8 +179,14 @@ def _task_kwargs(env_kwargs: dict[str, Any], split: str, data_dir: str | None = 
 ACTIONS = ("box", "discrete")
 
 
-def make_env(algo: str, env_kwargs: dict[str, Any], split: str = "train", data_dir: str | None = None,
-             action: str = "box", grid: int = 7) -> gym.Env:
+def make_env(
+    algo: str,
+    env_kwargs: dict[str, Any],
+    split: str = "train",
+    data_dir: str | None = None,
+    action: str = "box",
+    grid: int = 7,
+) -> gym.Env:
     """A single :class:`~ram_env.env.GlimpseEnv` of ``split``, wrapped as ``algo`` sees it (module table).
 
     ``action="discrete"`` swaps the flat ``Box`` action for :class:`~ram_env.wrappers.DiscreteActionWrapper`
@@ -174,13 +213,24 @@ class GlimpseSB3VecEnv(VecEnv):
     Monitor-style ``info["episode"]`` so SB3 logs ``ep_rew_mean`` (the training accuracy).
     """
 
-    def __init__(self, algo: str, env_kwargs: dict[str, Any], num_envs: int, split: str = "train",
-                 action: str = "box", grid: int = 7):
+    def __init__(
+        self,
+        algo: str,
+        env_kwargs: dict[str, Any],
+        num_envs: int,
+        split: str = "train",
+        action: str = "box",
+        grid: int = 7,
+    ):
         self.single = make_env(algo, env_kwargs, split, action=action, grid=grid)
         self.venv = GlimpseVectorEnv(num_envs=num_envs, **_task_kwargs(env_kwargs, split))
         core = self.venv.core
         self.n_glimpses = core.n_glimpses
-        self.history = None if algo == "recurrent_ppo" else GlimpseHistory(core.n_glimpses, core.observation_space["glimpse"].shape, num_envs)
+        self.history = (
+            None
+            if algo == "recurrent_ppo"
+            else GlimpseHistory(core.n_glimpses, core.observation_space["glimpse"].shape, num_envs)
+        )
         self.render_mode = None
         self._actions = None
         self._t0 = time.perf_counter()
@@ -211,8 +261,13 @@ class GlimpseSB3VecEnv(VecEnv):
         final = self._observe(native)  # the env takes no glimpse on the last step
         elapsed = round(time.perf_counter() - self._t0, 6)
         infos = [
-            {"correct": bool(info["correct"][i]), "label": int(info["label"][i]), "terminal_observation": final[i],
-             "TimeLimit.truncated": False, "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed}}
+            {
+                "correct": bool(info["correct"][i]),
+                "label": int(info["label"][i]),
+                "terminal_observation": final[i],
+                "TimeLimit.truncated": False,
+                "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed},
+            }
             for i in range(self.num_envs)
         ]
         return self.reset(), rewards.astype(np.float32), dones, infos
@@ -237,8 +292,15 @@ class GlimpseSB3VecEnv(VecEnv):
         return [False] * self._n(indices)
 
 
-def make_vec_env(algo: str, env_kwargs: dict[str, Any], n_envs: int, split: str = "train", seed: int | None = None,
-                 action: str = "box", grid: int = 7):
+def make_vec_env(
+    algo: str,
+    env_kwargs: dict[str, Any],
+    n_envs: int,
+    split: str = "train",
+    seed: int | None = None,
+    action: str = "box",
+    grid: int = 7,
+):
     """``n_envs`` episodes of ``split`` as an SB3 ``VecEnv``, each seen as through :func:`make_env`'s wrappers."""
     venv = GlimpseSB3VecEnv(algo, env_kwargs, n_envs, split, action=action, grid=grid)
     if seed is not None:
@@ -246,14 +308,21 @@ def make_vec_env(algo: str, env_kwargs: dict[str, Any], n_envs: int, split: str 
     return venv
 
 
-def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]:
+def policy_of(
+    model, algo: str, env_kwargs: dict[str, Any]
+) -> Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]:
     """The rendering protocol's batch policy for a loaded/live ``model`` (see :func:`batch_policy`)."""
     discrete = isinstance(model.action_space, gym.spaces.MultiDiscrete)
     grid = int(model.action_space.nvec[0]) if discrete else 7
     # The action wrapper's own conversion, so that the policy acts exactly as through make_env.
     to_native = make_env(algo, env_kwargs, "val", action="discrete" if discrete else "box", grid=grid).to_native
     n_glimpses = int(env_kwargs.get("n_glimpses", 6))
-    glimpse_shape = (int(env_kwargs.get("n_patches", 1)), 1, int(env_kwargs.get("patch_size", 8)), int(env_kwargs.get("patch_size", 8)))
+    glimpse_shape = (
+        int(env_kwargs.get("n_patches", 1)),
+        1,
+        int(env_kwargs.get("patch_size", 8)),
+        int(env_kwargs.get("patch_size", 8)),
+    )
     state: dict[str, Any] = {"history": None, "lstm": None}
 
     def policy(obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
@@ -312,8 +381,18 @@ class RunCallback(BaseCallback):
     """Every ``eval_every`` timesteps (between rollouts, after the update): a metrics row, ``model.zip``
     and, when the validation error is the lowest so far, ``best.zip``."""
 
-    def __init__(self, model_path: Path, best_path: Path, metrics_path: Path, algo: str, env_kwargs: dict[str, Any],
-                 val_env: GlimpseVectorEnv, eval_every: int, wall_offset: float, best_val: float):
+    def __init__(
+        self,
+        model_path: Path,
+        best_path: Path,
+        metrics_path: Path,
+        algo: str,
+        env_kwargs: dict[str, Any],
+        val_env: GlimpseVectorEnv,
+        eval_every: int,
+        wall_offset: float,
+        best_val: float,
+    ):
         super().__init__()
         self.model_path, self.best_path, self.metrics_path = model_path, best_path, metrics_path
         self.algo, self.env_kwargs, self.val_env = algo, env_kwargs, val_env
@@ -344,14 +423,23 @@ class RunCallback(BaseCallback):
         self.checkpoint()
 
     def checkpoint(self) -> None:
-        if self.episodes == 0 and self.metrics_path.is_file() and _read_metrics(self.metrics_path) and \
-                _read_metrics(self.metrics_path)[-1]["timesteps"] == self.num_timesteps:
+        if (
+            self.episodes == 0
+            and self.metrics_path.is_file()
+            and _read_metrics(self.metrics_path)
+            and _read_metrics(self.metrics_path)[-1]["timesteps"] == self.num_timesteps
+        ):
             return  # nothing new since the last row (e.g. a resume with no steps left)
         val = _val_error(self.model, self.algo, self.env_kwargs, self.val_env)
         self.last_val = val
         self.last_train_acc = self.correct / self.episodes if self.episodes else float("nan")
-        row = dict(timesteps=self.num_timesteps, wall_s=round(self.wall_offset + time.perf_counter() - self.start, 2),
-                   train_episodes=self.episodes, train_accuracy=round(self.last_train_acc, 5), val_error=round(val, 5))
+        row = dict(
+            timesteps=self.num_timesteps,
+            wall_s=round(self.wall_offset + time.perf_counter() - self.start, 2),
+            train_episodes=self.episodes,
+            train_accuracy=round(self.last_train_acc, 5),
+            val_error=round(val, 5),
+        )
         new = not self.metrics_path.is_file()
         with open(self.metrics_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
@@ -408,7 +496,9 @@ def train(
     if not isinstance(eval_episodes, (int, np.integer)) or eval_episodes < 1:
         raise ValueError(f"eval_episodes must be a positive integer, got {eval_episodes!r}")
     run_dir = Path(run_dir)
-    config_path, model_path, best_path, metrics_path = (run_dir / n for n in ("config.json", "model.zip", "best.zip", "metrics.csv"))
+    config_path, model_path, best_path, metrics_path = (
+        run_dir / n for n in ("config.json", "model.zip", "best.zip", "metrics.csv")
+    )
     env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
 
     if resume:
@@ -416,8 +506,10 @@ def train(
             raise FileNotFoundError(f"cannot resume: no checkpoint at {model_path}")
         config = _read_config(config_path)
         if config["algo"] != algo or config["env"] != env_kwargs:
-            raise ValueError(f"cannot resume {run_dir}: it holds algo={config['algo']!r} env={config['env']}, "
-                             f"not algo={algo!r} env={env_kwargs}")
+            raise ValueError(
+                f"cannot resume {run_dir}: it holds algo={config['algo']!r} env={config['env']}, "
+                f"not algo={algo!r} env={env_kwargs}"
+            )
         hp = config["hyperparameters"]
         action, grid = config.get("action", "box"), int(config.get("grid", 7))
         eval_every = int(config["eval_every"])
@@ -428,7 +520,9 @@ def train(
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
         if model_path.exists():
-            raise FileExistsError(f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir")
+            raise FileExistsError(
+                f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir"
+            )
         hp = copy.deepcopy(HYPERPARAMS[algo])
         hp.update(copy.deepcopy(hyperparameters or {}))
         steps_per_rollout = int(hp["n_steps"]) * n_envs
@@ -436,11 +530,21 @@ def train(
         eval_every = max(eval_every, steps_per_rollout)
 
         config = {
-            "algo": algo, "policy": _policy_name(algo), "env": env_kwargs, "hyperparameters": hp,
-            "total_timesteps": int(total_timesteps), "seed": int(seed), "n_envs": int(n_envs),
-            "eval_episodes": int(eval_episodes), "eval_every": eval_every, "action": action, "grid": int(grid),
-            "wrappers": ["FlattenObservation" if algo == "recurrent_ppo" else "GlimpseHistoryWrapper",
-                         "FlatActionWrapper" if action == "box" else "DiscreteActionWrapper"],
+            "algo": algo,
+            "policy": _policy_name(algo),
+            "env": env_kwargs,
+            "hyperparameters": hp,
+            "total_timesteps": int(total_timesteps),
+            "seed": int(seed),
+            "n_envs": int(n_envs),
+            "eval_episodes": int(eval_episodes),
+            "eval_every": eval_every,
+            "action": action,
+            "grid": int(grid),
+            "wrappers": [
+                "FlattenObservation" if algo == "recurrent_ppo" else "GlimpseHistoryWrapper",
+                "FlatActionWrapper" if action == "box" else "DiscreteActionWrapper",
+            ],
             "stable_baselines3": stable_baselines3.__version__,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -461,11 +565,15 @@ def train(
     if resume:
         model = _load_model(model_path, algo, device=device, env=venv)
         if done_steps and model.num_timesteps != done_steps:
-            warnings.warn(f"{model_path} is at {model.num_timesteps} steps but metrics.csv at {done_steps}", stacklevel=2)
+            warnings.warn(
+                f"{model_path} is at {model.num_timesteps} steps but metrics.csv at {done_steps}", stacklevel=2
+            )
     else:
         model = cls(_policy_name(algo), venv, seed=int(seed), device=device, verbose=verbose, **_algo_kwargs(hp))
 
-    callback = RunCallback(model_path, best_path, metrics_path, algo, env_kwargs, val_env, eval_every, wall_offset, best_val)
+    callback = RunCallback(
+        model_path, best_path, metrics_path, algo, env_kwargs, val_env, eval_every, wall_offset, best_val
+    )
     remaining = int(total_timesteps) - model.num_timesteps
     t0 = time.perf_counter()
     if remaining > 0:
@@ -477,13 +585,16 @@ def train(
     venv.close()
     rows = _read_metrics(metrics_path)
     return {
-        "algo": algo, "run_dir": str(run_dir), "timesteps": int(model.num_timesteps),
+        "algo": algo,
+        "run_dir": str(run_dir),
+        "timesteps": int(model.num_timesteps),
         "wall_s": rows[-1]["wall_s"] if rows else round(time.perf_counter() - t0, 2),
         "session_wall_s": round(time.perf_counter() - t0, 2),
         "val_error": rows[-1]["val_error"] if rows else float("nan"),
         "best_val_error": min((r["val_error"] for r in rows), default=float("nan")),
         "train_accuracy": rows[-1]["train_accuracy"] if rows else float("nan"),
-        "model": str(model_path), "best": str(best_path),
+        "model": str(model_path),
+        "best": str(best_path),
     }
 
 
@@ -537,7 +648,9 @@ def batch_policy(path: Path) -> Callable[[dict[str, np.ndarray], bool], dict[str
     return policy_of(model, config["algo"], config["env"])
 
 
-def evaluate(path: Path, split: str = "test", data_dir: str | None = None, limit: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def evaluate(
+    path: Path, split: str = "test", data_dir: str | None = None, limit: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Score a saved model: one deterministic episode on every image of ``split``, in order.
 
     :param path: a run folder (its ``best.zip`` is used) or an SB3 ``.zip`` with ``config.json`` beside it
@@ -547,7 +660,9 @@ def evaluate(path: Path, split: str = "test", data_dir: str | None = None, limit
     """
     model, config = load(path)
     algo = config["algo"]
-    env = make_env(algo, config["env"], split, data_dir, action=config.get("action", "box"), grid=int(config.get("grid", 7)))
+    env = make_env(
+        algo, config["env"], split, data_dir, action=config.get("action", "box"), grid=int(config.get("grid", 7))
+    )
     n = env.unwrapped.n_images
     if limit is not None:
         if not isinstance(limit, (int, np.integer)) or limit < 1:

@@ -61,7 +61,9 @@ def timeit(fn, seconds: float, min_runs: int = 3) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------ the seed's sensor
-def seed_torch(images: torch.Tensor, locations: torch.Tensor, patch_size: int, n_patches: int, scale: int, canvas_size: int):
+def seed_torch(
+    images: torch.Tensor, locations: torch.Tensor, patch_size: int, n_patches: int, scale: int, canvas_size: int
+):
     """The seed's glimpse sensor (kevinzakka/recurrent-visual-attention ``Retina.foveate``), batch (B, 1, S, S) in [0, 1].
 
     One change: patch centres are rounded the way our retina rounds them (the seed truncated), so that
@@ -104,10 +106,22 @@ def loop_numpy(canvases: np.ndarray, locations: np.ndarray, patch_size: int, n_p
 
 
 def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
-    print("1. glimpse extraction, 128 images (MNIST test digits on cluttered canvases), patch 12, scale 2; glimpses a second")
-    print(f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'seed':>9}{'loop':>9}   speed-up over the faster baseline: retina / episode / worst")
+    print(
+        "1. glimpse extraction, 128 images (MNIST test digits on cluttered canvases), patch 12, scale 2; glimpses a second"
+    )
+    print(
+        f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'seed':>9}{'loop':>9}   speed-up over the faster baseline: retina / episode / worst"
+    )
     for size, n_patches in ((60, 3), (100, 4)):
-        env = ram_env.GlimpseVectorEnv(num_envs=128, split="test", data_dir=data_dir, translated_size=size, n_clutter=4, n_patches=n_patches, patch_size=12)
+        env = ram_env.GlimpseVectorEnv(
+            num_envs=128,
+            split="test",
+            data_dir=data_dir,
+            translated_size=size,
+            n_clutter=4,
+            n_patches=n_patches,
+            patch_size=12,
+        )
         env.reset(seed=0, options={"indices": np.arange(128)})
         canvases = env.core.canvases.copy()
         rng = np.random.default_rng(0)
@@ -120,7 +134,9 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         locations_t = torch.from_numpy(locations)
         seed_out = seed_torch(images_t, locations_t, 12, n_patches, 2, size).numpy()
         loop_out = loop_numpy(canvases, locations, 12, n_patches, 2)
-        assert np.allclose(ours, seed_out, atol=1e-6) and np.allclose(ours, loop_out, atol=1e-6), "baselines disagree with the retina"
+        assert np.allclose(ours, seed_out, atol=1e-6) and np.allclose(ours, loop_out, atol=1e-6), (
+            "baselines disagree with the retina"
+        )
 
         def episode():  # the tables of a canvas are built once, at reset, and serve every glimpse of the episode
             integral_image(canvases, out=tables)
@@ -151,8 +167,13 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
 def bench_single(seconds: float, data_dir) -> None:
     print("2. single env, RAM/MNIST-v0 (6 steps an episode; reset time included)")
     rng = np.random.default_rng(0)
-    actions = [{"location": rng.uniform(-1, 1, 2).astype(np.float32), "label": int(rng.integers(10))} for _ in range(600)]
-    for name, env in (("gym.make", gym.make("RAM/MNIST-v0", data_dir=data_dir)), ("unwrapped", gym.make("RAM/MNIST-v0", data_dir=data_dir).unwrapped)):
+    actions = [
+        {"location": rng.uniform(-1, 1, 2).astype(np.float32), "label": int(rng.integers(10))} for _ in range(600)
+    ]
+    for name, env in (
+        ("gym.make", gym.make("RAM/MNIST-v0", data_dir=data_dir)),
+        ("unwrapped", gym.make("RAM/MNIST-v0", data_dir=data_dir).unwrapped),
+    ):
         env.reset(seed=0)
 
         def episodes():
@@ -162,14 +183,23 @@ def bench_single(seconds: float, data_dir) -> None:
                     env.step(a)
 
         wall, cpu = timeit(episodes, seconds)
-        print(f"   {name:<10} {600 / wall:10,.0f} steps/s wall-clock   {600 / cpu:10,.0f} steps/s of CPU time  ({wall / 600 * 1e6:.1f} / {cpu / 600 * 1e6:.1f} us a step)")
+        print(
+            f"   {name:<10} {600 / wall:10,.0f} steps/s wall-clock   {600 / cpu:10,.0f} steps/s of CPU time  ({wall / 600 * 1e6:.1f} / {cpu / 600 * 1e6:.1f} us a step)"
+        )
 
 
 def bench_vector(seconds: float, data_dir, num_envs: int = 256) -> None:
-    print(f"3. vector env, RAM/TranslatedMNIST60-v0, {num_envs} envs (8 glimpses an episode; NEXT_STEP autoreset steps included)")
-    env = gym.make_vec("RAM/TranslatedMNIST60-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", data_dir=data_dir)
+    print(
+        f"3. vector env, RAM/TranslatedMNIST60-v0, {num_envs} envs (8 glimpses an episode; NEXT_STEP autoreset steps included)"
+    )
+    env = gym.make_vec(
+        "RAM/TranslatedMNIST60-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", data_dir=data_dir
+    )
     rng = np.random.default_rng(0)
-    actions = [{"location": rng.uniform(-1, 1, (num_envs, 2)).astype(np.float32), "label": rng.integers(0, 10, num_envs)} for _ in range(9)]
+    actions = [
+        {"location": rng.uniform(-1, 1, (num_envs, 2)).astype(np.float32), "label": rng.integers(0, 10, num_envs)}
+        for _ in range(9)
+    ]
     env.reset(seed=0)
 
     def steps():
@@ -177,17 +207,23 @@ def bench_vector(seconds: float, data_dir, num_envs: int = 256) -> None:
             env.step(a)
 
     wall, cpu = timeit(steps, seconds)
-    print(f"   {9 * num_envs / wall:10,.0f} glimpse-steps/s wall-clock   {9 * num_envs / cpu:10,.0f} glimpse-steps/s of CPU time  ({wall / 9 * 1e3:.2f} / {cpu / 9 * 1e3:.2f} ms a step of {num_envs} envs)")
+    print(
+        f"   {9 * num_envs / wall:10,.0f} glimpse-steps/s wall-clock   {9 * num_envs / cpu:10,.0f} glimpse-steps/s of CPU time  ({wall / 9 * 1e3:.2f} / {cpu / 9 * 1e3:.2f} ms a step of {num_envs} envs)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget of each measurement")
-    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # like numpy here: one core each, on a machine shared with other work
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"bench_env: {platform.machine()}, {os.cpu_count()} CPUs (load average {load:.1f} at start), numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)")
+    print(
+        f"bench_env: {platform.machine()}, {os.cpu_count()} CPUs (load average {load:.1f} at start), numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)"
+    )
     t0 = time.perf_counter()
     bench_retina(args.seconds, args.data_dir)
     bench_single(args.seconds, args.data_dir)

@@ -37,7 +37,7 @@ def plain_network(model):
         if isinstance(layer, LinearChannelsLast):
             linear = nn.Linear(layer.in_features, layer.out_features)
             linear.load_state_dict(layer.state_dict())
-            layers[i - 1: i + 1] = [nn.Flatten(), linear]
+            layers[i - 1 : i + 1] = [nn.Flatten(), linear]
             break
     model.what = nn.Sequential(*layers)
     return model
@@ -79,11 +79,15 @@ def main() -> None:
             start = time.perf_counter()
             flags[name] = run()
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-    print(f"{args.checkpoint} ({config.env_id}, {config.model.get('glimpse_net', 'mlp')} glimpse network), "
-          f"{args.images} test images x {rollouts} rollouts, {args.threads} torch threads")
+    print(
+        f"{args.checkpoint} ({config.env_id}, {config.model.get('glimpse_net', 'mlp')} glimpse network), "
+        f"{args.images} test images x {rollouts} rollouts, {args.threads} torch threads"
+    )
     for name, seconds in best.items():
         print(f"  {name:5s} {seconds:6.2f} s   error {100 * (1 - flags[name].mean()):.2f}%")
-    print(f"  ours is {best['plain'] / best['ours']:.2f}x faster; same flags: {np.array_equal(flags['plain'], flags['ours'])}")
+    print(
+        f"  ours is {best['plain'] / best['ours']:.2f}x faster; same flags: {np.array_equal(flags['plain'], flags['ours'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,10 @@ def main() -> None:
         "rgb_array, render() never called": ("rgb_array", False),
         "rgb_array, render() every step": ("rgb_array", True),
     }
-    envs = {name: gym.make(args.task, render_mode=mode, data_dir=args.data_dir).unwrapped for name, (mode, _) in cases.items()}
+    envs = {
+        name: gym.make(args.task, render_mode=mode, data_dir=args.data_dir).unwrapped
+        for name, (mode, _) in cases.items()
+    }
     space = envs["render_mode=None"].action_space
     space.seed(0)
     actions = [space.sample() for _ in range(args.steps)]
@@ -74,7 +77,9 @@ def main() -> None:
     print(f"{args.task}: steps/s of the single env (median of {args.repeats} rounds)")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"  {name:36s} {median:10.0f}   ({median / base:6.1%} of render_mode=None; range {min(values):.0f}-{max(values):.0f})")
+        print(
+            f"  {name:36s} {median:10.0f}   ({median / base:6.1%} of render_mode=None; range {min(values):.0f}-{max(values):.0f})"
+        )
     for env in envs.values():
         env.close()
 

@@ -61,8 +61,18 @@ from ram_env.sensor import Retina, integral_image
 EPOCH = 55_000  # training images in an epoch (the train split)
 DEFAULT_BATCH = reinforce.TrainConfig().batch_size  # what train_agent.py uses when no --batch_size is given
 SETTINGS = {
-    "exp1": dict(env_id="RAM/MNIST-v0", translated_size=None, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15),
-    "exp2": dict(env_id="RAM/TranslatedMNIST60-v0", translated_size=60, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25),
+    "exp1": dict(
+        env_id="RAM/MNIST-v0", translated_size=None, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15
+    ),
+    "exp2": dict(
+        env_id="RAM/TranslatedMNIST60-v0",
+        translated_size=60,
+        n_glimpses=8,
+        patch_size=12,
+        n_patches=3,
+        scale=2,
+        std=0.25,
+    ),
 }
 
 
@@ -117,7 +127,17 @@ class SeedRetina:
 class SeedRAM(nn.Module):
     """One module: retina, glimpse network, rectifier RNN core, location policy, classifier and baseline."""
 
-    def __init__(self, patch_size: int, n_patches: int, scale: int, std: float, glimpse_hidden=128, location_hidden=128, core_hidden=256, n_classes=10):
+    def __init__(
+        self,
+        patch_size: int,
+        n_patches: int,
+        scale: int,
+        std: float,
+        glimpse_hidden=128,
+        location_hidden=128,
+        core_hidden=256,
+        n_classes=10,
+    ):
         super().__init__()
         self.retina = SeedRetina(patch_size, n_patches, scale)
         self.std = std
@@ -147,13 +167,23 @@ class SeedRAM(nn.Module):
 class SeedLoop:
     """The monolithic loop: DataLoader batches, canvases per batch, ``n_glimpses`` model calls, hybrid loss, Adam."""
 
-    def __init__(self, setting: dict, batch_size: int, images: np.ndarray, labels: np.ndarray, device: torch.device, seed: int = 1):
+    def __init__(
+        self,
+        setting: dict,
+        batch_size: int,
+        images: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        seed: int = 1,
+    ):
         torch.manual_seed(seed)
         self.s = setting
         self.batch_size, self.device = batch_size, device
         self.model = SeedRAM(setting["patch_size"], setting["n_patches"], setting["scale"], setting["std"]).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.loader = torch.utils.data.DataLoader(DigitDataset(images, labels), batch_size=batch_size, shuffle=True, drop_last=True)
+        self.loader = torch.utils.data.DataLoader(
+            DigitDataset(images, labels), batch_size=batch_size, shuffle=True, drop_last=True
+        )
         self.batches = iter(self.loader)
 
     def step(self) -> None:
@@ -196,7 +226,15 @@ class OurLoop:
         torch.manual_seed(seed)
         s = setting
         env_kwargs = {k: s[k] for k in ("translated_size", "n_glimpses", "patch_size", "n_patches", "scale")}
-        self.config = reinforce.TrainConfig(env_id=s["env_id"], env_kwargs=env_kwargs, model={"std": s["std"]}, batch_size=batch_size, data_dir=data_dir, seed=seed, device=str(device))
+        self.config = reinforce.TrainConfig(
+            env_id=s["env_id"],
+            env_kwargs=env_kwargs,
+            model={"std": s["std"]},
+            batch_size=batch_size,
+            data_dir=data_dir,
+            seed=seed,
+            device=str(device),
+        )
         self.device = device
         self.envs = reinforce.make_envs(self.config, "train", batch_size * self.config.train_rollouts)
         self.envs.reset(seed=seed)
@@ -214,7 +252,9 @@ class OurLoop:
             self.batches, self.next = order.reshape(self.steps_per_epoch, self.config.batch_size), 0
         images = self.batches[self.next]
         self.next += 1
-        loss, reward = reinforce.update(self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device)
+        loss, reward = reinforce.update(
+            self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device
+        )
         self.losses.append(loss)
         self.rewards.append(reward)
 
@@ -257,8 +297,12 @@ def check_retina(setting: dict, images: np.ndarray) -> None:
     l = torch.from_numpy(2.0 * (rng.integers(0, size, (32, 2)) + 0.25) / size - 1.0).float()
     seed_phi = SeedRetina(setting["patch_size"], setting["n_patches"], setting["scale"]).foveate(x, l)
     canvases = (x[:, 0] * 255).round().to(torch.uint8).numpy()
-    ours = Retina(size, setting["patch_size"], setting["n_patches"], setting["scale"])(integral_image(canvases), l.numpy())
-    assert np.allclose(seed_phi.numpy(), ours.reshape(32, -1), atol=1e-6), "the seed-style retina disagrees with the env's"
+    ours = Retina(size, setting["patch_size"], setting["n_patches"], setting["scale"])(
+        integral_image(canvases), l.numpy()
+    )
+    assert np.allclose(seed_phi.numpy(), ours.reshape(32, -1), atol=1e-6), (
+        "the seed-style retina disagrees with the env's"
+    )
 
 
 def bench(name: str, setting: dict, args, images, labels) -> list[Runner]:
@@ -289,12 +333,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of a timed round of each loop (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds of each loop (default 1)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds of each loop, in turns; the best is kept (default 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed rounds of each loop, in turns; the best is kept (default 2)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads, in both loops (default 1)")
-    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"), help="where both networks run: cpu, cuda, cuda:1, ... (default cpu)")
-    parser.add_argument("--seed-default", action=argparse.BooleanOptionalAction, default=True, help=f"also time the seed-style loop at our default batch ({DEFAULT_BATCH}), for reference (default on)")
+    parser.add_argument(
+        "--device",
+        type=torch.device,
+        default=torch.device("cpu"),
+        help="where both networks run: cpu, cuda, cuda:1, ... (default cpu)",
+    )
+    parser.add_argument(
+        "--seed-default",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also time the seed-style loop at our default batch ({DEFAULT_BATCH}), for reference (default on)",
+    )
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -303,12 +361,17 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} thread{'s' if args.threads > 1 else ''}), networks on "
         + (torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else str(args.device))
     )
-    print("training samples/s: seed-style monolithic loop (batch 32) vs ours through the vector env (agents/reinforce.py)")
+    print(
+        "training samples/s: seed-style monolithic loop (batch 32) vs ours through the vector env (agents/reinforce.py)"
+    )
     t0 = time.perf_counter()
     images, labels = datasets.load("MNIST", "train", args.data_dir)
     head = f"{'':<6}{'':<6}{'':>6}{'':>8}{'':>9}   "
     print(head + f"{'--------- wall-clock ---------':>31}   {'---------- CPU time ----------':>31}")
-    print(f"{'task':<6}{'loop':<6}{'batch':>6}{'updates':>8}{'ms/upd':>9}   " + "   ".join([f"{'samples/s':>10}{'s/epoch':>9}{'vs seed':>8}"] * 2))
+    print(
+        f"{'task':<6}{'loop':<6}{'batch':>6}{'updates':>8}{'ms/upd':>9}   "
+        + "   ".join([f"{'samples/s':>10}{'s/epoch':>9}{'vs seed':>8}"] * 2)
+    )
     results = {name: bench(name, SETTINGS[name], args, images, labels) for name in args.settings}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
@@ -318,7 +381,9 @@ def main() -> None:
         "CPU time is this process's (it excludes waiting for a core on a shared machine)."
     )
     ours = ", ".join(f"{name} {rs[2].rate('wall') / rs[0].rate('wall'):.1f}x" for name, rs in results.items())
-    print(f"({time.perf_counter() - t0:.0f} s; load average {load:.1f} at the end)\nours at its default batch {DEFAULT_BATCH} over the seed-style loop at 32, wall-clock: {ours}")
+    print(
+        f"({time.perf_counter() - t0:.0f} s; load average {load:.1f} at the end)\nours at its default batch {DEFAULT_BATCH} over the seed-style loop at 32, wall-clock: {ours}"
+    )
 
 
 if __name__ == "__main__":

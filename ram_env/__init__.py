@@ -24,8 +24,12 @@ __all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "task_id"]
 TASKS = {
     "{D}": dict(n_glimpses=6, patch_size=8, n_patches=1, scale=2),
     "Translated{D}60": dict(translated_size=60, n_glimpses=8, patch_size=12, n_patches=3, scale=2),
-    "Cluttered{D}60": dict(translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=3, scale=2),
-    "Cluttered{D}100": dict(translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2),
+    "Cluttered{D}60": dict(
+        translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=3, scale=2
+    ),
+    "Cluttered{D}100": dict(
+        translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2
+    ),
 }
 
 

@@ -77,7 +77,12 @@ def _windows(flat: np.ndarray, side: int, h: int, w: int) -> np.ndarray:
     windows at C speed, which is how a batch of digits is pasted at a batch of positions without a loop.
     """
     n = flat.size - ((h - 1) * side + w) + 1
-    return np.lib.stride_tricks.as_strided(flat, shape=(n, h, w), strides=(flat.strides[0], side * flat.strides[0], flat.strides[0]), writeable=flat.flags.writeable)
+    return np.lib.stride_tricks.as_strided(
+        flat,
+        shape=(n, h, w),
+        strides=(flat.strides[0], side * flat.strides[0], flat.strides[0]),
+        writeable=flat.flags.writeable,
+    )
 
 
 def _paste_max(canvas: np.ndarray, patches: np.ndarray, top_left: np.ndarray, first: bool = False) -> None:
@@ -111,7 +116,11 @@ def draw(spec: CanvasSpec, images: np.ndarray, layout: Layout, out: np.ndarray |
     source = np.ascontiguousarray(images)
     crops = _windows(source.reshape(-1), DIGIT, cs, cs)
     for j in range(spec.n_clutter):  # a loop over clutter pieces, vectorised over the batch
-        start = layout.clutter_index[:, j] * (DIGIT * DIGIT) + layout.clutter_crop[:, j, 1] * DIGIT + layout.clutter_crop[:, j, 0]
+        start = (
+            layout.clutter_index[:, j] * (DIGIT * DIGIT)
+            + layout.clutter_crop[:, j, 1] * DIGIT
+            + layout.clutter_crop[:, j, 0]
+        )
         _paste_max(out, crops[start], layout.clutter_offset[:, j], first=j == 0)
     _paste_max(out, images[layout.index], layout.offset, first=spec.n_clutter == 0)
     return out

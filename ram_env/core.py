@@ -50,8 +50,12 @@ class TaskConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer, got {value!r}")
-        if self.translated_size is not None and (isinstance(self.translated_size, bool) or not isinstance(self.translated_size, (int, np.integer))):
-            raise TypeError(f"translated_size must be an integer (or None for the plain 28x28 digit), got {self.translated_size!r}")
+        if self.translated_size is not None and (
+            isinstance(self.translated_size, bool) or not isinstance(self.translated_size, (int, np.integer))
+        ):
+            raise TypeError(
+                f"translated_size must be an integer (or None for the plain 28x28 digit), got {self.translated_size!r}"
+            )
         if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
             raise TypeError(f"data_dir must be a path or None, got {self.data_dir!r}")
         if self.start not in ("random", "center"):
@@ -127,10 +131,14 @@ class GlimpseCore:
         """``indices`` as ``b`` int64 image indices of this split, or a ValueError saying what is wrong."""
         arr = np.asarray(indices)
         if arr.shape != (b,) or arr.dtype.kind not in "iu":
-            raise ValueError(f"image indices must be {b} integer{'s' if b > 1 else ''} (one per env reset), got {indices!r}")
+            raise ValueError(
+                f"image indices must be {b} integer{'s' if b > 1 else ''} (one per env reset), got {indices!r}"
+            )
         if b and (arr.min() < 0 or arr.max() >= self.n_images):
             bad = arr[(arr < 0) | (arr >= self.n_images)]
-            raise ValueError(f"image indices must be in [0, {self.n_images}) for split {self.config.split!r}, got {bad.tolist()}")
+            raise ValueError(
+                f"image indices must be in [0, {self.n_images}) for split {self.config.split!r}, got {bad.tolist()}"
+            )
         return arr.astype(np.int64, copy=False)
 
     def reset(self, rng: np.random.Generator, rows: np.ndarray | None = None, indices=None) -> None:
@@ -196,7 +204,9 @@ class GlimpseCore:
             bad = (np.abs(location) > 1.0).any(axis=-1)
             what = "must lie in [-1, 1] (nothing is clipped)"
         where = f" in env{'s' if bad.sum() > 1 else ''} {np.flatnonzero(bad).tolist()}" if envs else ""
-        return ValueError(f"action['location'] {what}, got {location[bad].tolist() if envs else location.tolist()}{where}")
+        return ValueError(
+            f"action['location'] {what}, got {location[bad].tolist() if envs else location.tolist()}{where}"
+        )
 
     def check_action(self, location, label) -> tuple[np.ndarray, np.ndarray]:
         """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays."""
@@ -211,7 +221,9 @@ class GlimpseCore:
             raise ValueError(f"action['label'] must have shape {(n,)} (one class per env), got shape {label.shape}")
         if label.min() < 0 or label.max() >= self.n_classes:
             bad = (label < 0) | (label >= self.n_classes)
-            raise ValueError(f"action['label'] must be a class in [0, {self.n_classes}), got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}")
+            raise ValueError(
+                f"action['label'] must be a class in [0, {self.n_classes}), got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
+            )
         return location, label.astype(np.int64, copy=False)
 
     def check_one(self, location, label) -> tuple[np.ndarray, float, float, int]:
@@ -223,7 +235,9 @@ class GlimpseCore:
         if not (-1.0 <= x <= 1.0 and -1.0 <= y <= 1.0):  # also catches NaN
             raise self._location_error(loc, envs=False)
         if type(label) is not int:
-            if isinstance(label, np.integer) or (isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu"):
+            if isinstance(label, np.integer) or (
+                isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu"
+            ):
                 label = int(label)
             else:
                 raise ValueError(f"action['label'] must be an integer class in [0, {self.n_classes}), got {label!r}")

@@ -55,11 +55,15 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DatasetError(f"{path} is unreadable, truncated or corrupt ({e}); delete it and fetch it again") from None
     magic = 0x800 + ndim
     if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
-        raise DatasetError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header); delete it and fetch it again")
+        raise DatasetError(
+            f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header); delete it and fetch it again"
+        )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = 4 + 4 * ndim + int(np.prod(shape))
     if len(data) != expected:
-        raise DatasetError(f"{path} is truncated or corrupt: {len(data)} bytes, header promises {expected}; delete it and fetch it again")
+        raise DatasetError(
+            f"{path} is truncated or corrupt: {len(data)} bytes, header promises {expected}; delete it and fetch it again"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -122,11 +126,15 @@ def _load_file_pair(name: str, root: Path, part: str, download: bool) -> tuple[n
     if len(images) != len(labels):
         raise DatasetError(f"{image_path} and {label_path} do not match: {len(images)} images, {len(labels)} labels")
     if labels.max(initial=0) >= N_CLASSES:
-        raise DatasetError(f"{label_path} holds label {labels.max()}, outside the {N_CLASSES} classes 0..{N_CLASSES - 1}")
+        raise DatasetError(
+            f"{label_path} holds label {labels.max()}, outside the {N_CLASSES} classes 0..{N_CLASSES - 1}"
+        )
     return images, labels.astype(np.int64)
 
 
-def load(name: str = "MNIST", split: str = "train", data_dir=None, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def load(
+    name: str = "MNIST", split: str = "train", data_dir=None, download: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of one split, read once per process.
 
     :param name: one of ``MNIST``, ``FashionMNIST``, ``KMNIST``

@@ -121,13 +121,17 @@ class GlimpseEnv(gym.Env):
         if options:
             unknown = set(options) - {"index"}
             if unknown:
-                raise ValueError(f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the only option is 'index'")
+                raise ValueError(
+                    f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the only option is 'index'"
+                )
             index = options.get("index")
             if index is not None:
                 if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
                     raise ValueError(f"options['index'] must be an integer image index, got {index!r}")
                 if not 0 <= index < self.n_images:
-                    raise ValueError(f"options['index'] must be in [0, {self.n_images}) for split {self.config.split!r}, got {index}")
+                    raise ValueError(
+                        f"options['index'] must be in [0, {self.n_images}) for split {self.config.split!r}, got {index}"
+                    )
                 index = np.array([index], dtype=np.int64)
         super().reset(seed=seed)
         self.core.reset(self.np_random, None, index)
@@ -143,10 +147,14 @@ class GlimpseEnv(gym.Env):
         if t < 0:
             raise RuntimeError("step() called before reset()")
         if t > core.n_glimpses:
-            raise RuntimeError(f"step() called after the episode terminated (it lasts {core.n_glimpses} steps); call reset()")
+            raise RuntimeError(
+                f"step() called after the episode terminated (it lasts {core.n_glimpses} steps); call reset()"
+            )
         if not isinstance(action, dict) or len(action) != 2 or "location" not in action or "label" not in action:
             keys = sorted(map(str, action)) if isinstance(action, dict) else None
-            raise ValueError(f"action must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(action)}")
+            raise ValueError(
+                f"action must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(action)}"
+            )
         location, x, y, label = core.check_one(action["location"], action["label"])
         reward, terminated = core.step_one(location, x, y, label)
         if terminated:
@@ -161,12 +169,16 @@ class GlimpseEnv(gym.Env):
 
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human' to gym.make")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='rgb_array' or 'human' to gym.make"
+            )
             return None
         from ram_env import render
 
         if self._renderer is None:
-            self._renderer = render.Renderer(self.core.retina, self.core.n_glimpses, self.render_mode, self.metadata["render_fps"])
+            self._renderer = render.Renderer(
+                self.core.retina, self.core.n_glimpses, self.render_mode, self.metadata["render_fps"]
+            )
         return self._renderer.draw(self.frame_state())
 
     def frame_state(self) -> "dict[str, Any]":

@@ -169,7 +169,9 @@ class Game:
 def main(argv: list[str] | None = None) -> tuple[int, int]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="RAM/MNIST-v0", help="a registered task id (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="folder with <dataset>/raw/ (default: $RAM_DATA_DIR, else ./data)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder with <dataset>/raw/ (default: $RAM_DATA_DIR, else ./data)"
+    )
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=None, help="stop after this many images (default: until Esc)")
     parser.add_argument("--seed", type=int, default=None)

@@ -177,7 +177,11 @@ def draw_surface(state: dict, retina, n_glimpses: int, layout: Layout | None = N
     # The glimpse as the agent sees it.
     glimpse = np.asarray(state["glimpse"], dtype=np.float32)
     for i, (px, py) in enumerate(layout.patch_origins):
-        patch = np.clip(glimpse[i, 0] * 255.0 + 0.5, 0, 255).astype(np.uint8) if t >= 1 else np.zeros(glimpse.shape[-2:], np.uint8)
+        patch = (
+            np.clip(glimpse[i, 0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if t >= 1
+            else np.zeros(glimpse.shape[-2:], np.uint8)
+        )
         rect = pygame.Rect(px, py, layout.patch_side, layout.patch_side)
         pygame.draw.rect(surface, scale_colour(i), rect.inflate(4, 4), 2)
         surface.blit(_grey_surface(patch, layout.patch_side), rect.topleft)
@@ -209,7 +213,9 @@ def draw_frame(state: dict, retina, n_glimpses: int) -> np.ndarray:
     return surface_to_array(draw_surface(state, retina, n_glimpses))
 
 
-def tile(frames: list[np.ndarray], cols: int | None = None, pad: int = 4, fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+def tile(
+    frames: list[np.ndarray], cols: int | None = None, pad: int = 4, fill: tuple[int, int, int] = (0, 0, 0)
+) -> np.ndarray:
     """Frames of one size in a grid, row by row (``cols`` defaults to ``ceil(sqrt(n))``); one frame comes back as is."""
     frames = [np.asarray(f) for f in frames]
     if not frames:
@@ -378,7 +384,10 @@ def random_policy(action_space, seed: int | None = None) -> Policy:
 
 def _act(policy: Policy, obs: dict, first: bool) -> dict:
     action = policy(obs, first)
-    return {"location": np.asarray(action["location"], dtype=np.float32), "label": np.asarray(action["label"]).astype(np.int64)}
+    return {
+        "location": np.asarray(action["location"], dtype=np.float32),
+        "label": np.asarray(action["label"]).astype(np.int64),
+    }
 
 
 def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
@@ -389,7 +398,9 @@ def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
     :param indices: image indices, one per env (as ``reset(options={"indices": ...})``); None: random images
     """
     if getattr(vec_env, "render_mode", None) != "rgb_array":
-        raise ValueError(f"record_episodes needs a vector env made with render_mode='rgb_array', got {getattr(vec_env, 'render_mode', None)!r}")
+        raise ValueError(
+            f"record_episodes needs a vector env made with render_mode='rgb_array', got {getattr(vec_env, 'render_mode', None)!r}"
+        )
     options = None if indices is None else {"indices": np.asarray(indices, dtype=np.int64)}
     obs, _ = vec_env.reset(options=options)
     frames = [vec_env.render()]
@@ -426,7 +437,9 @@ def save_gif(frames: list[np.ndarray], path, fps: float = 4, hold: float = 1.5, 
     return path
 
 
-def record_gif(vec_env, policy: Policy, path, indices=None, fps: float | None = None, max_side: int | None = None) -> Path:
+def record_gif(
+    vec_env, policy: Policy, path, indices=None, fps: float | None = None, max_side: int | None = None
+) -> Path:
     """Record one episode in every env of ``vec_env`` (tiled, e.g. 25 envs make a 5x5 grid) as a GIF at ``path``.
 
     :param max_side: shrink the GIF so that neither side exceeds this many pixels (smaller files)
@@ -473,7 +486,16 @@ def watch(env, policy: Policy, n_episodes: int = 10, indices=None, hold: float =
     return results
 
 
-def record_video(env, policy: Policy, folder, n_episodes: int = 1, indices=None, name_prefix: str = "ram", hold: float = 1.0, **env_kwargs) -> list[Path]:
+def record_video(
+    env,
+    policy: Policy,
+    folder,
+    n_episodes: int = 1,
+    indices=None,
+    name_prefix: str = "ram",
+    hold: float = 1.0,
+    **env_kwargs,
+) -> list[Path]:
     """Record episodes as MP4 files in ``folder`` through Gymnasium's ``RecordVideo`` (needs moviepy).
 
     :param env: a single env made with ``render_mode="rgb_array"``, or a registered id to make one (with ``env_kwargs``)
@@ -496,7 +518,9 @@ def record_video(env, policy: Policy, folder, n_episodes: int = 1, indices=None,
     folder = Path(folder)
     before = set(folder.glob(f"{name_prefix}-episode-*.mp4")) if folder.is_dir() else set()
     fps = env.metadata.get("render_fps", 4)
-    recorder = RecordVideo(env, str(folder), episode_trigger=lambda _: True, name_prefix=name_prefix, fps=fps, disable_logger=True)
+    recorder = RecordVideo(
+        env, str(folder), episode_trigger=lambda _: True, name_prefix=name_prefix, fps=fps, disable_logger=True
+    )
     episodes = list(indices) if indices is not None else [None] * n_episodes
     try:
         for index in episodes:

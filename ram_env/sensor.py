@@ -52,20 +52,31 @@ class Retina:
     """
 
     def __init__(self, canvas_size: int, patch_size: int, n_patches: int, scale: int):
-        for name, value in (("canvas_size", canvas_size), ("patch_size", patch_size), ("n_patches", n_patches), ("scale", scale)):
+        for name, value in (
+            ("canvas_size", canvas_size),
+            ("patch_size", patch_size),
+            ("n_patches", n_patches),
+            ("scale", scale),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if patch_size > canvas_size:
             raise ValueError(f"patch_size {patch_size} is larger than the {canvas_size}x{canvas_size} canvas")
         if canvas_size > MAX_CANVAS:
-            raise ValueError(f"canvas_size {canvas_size} is too large: the summed-area tables are int32, so at most {MAX_CANVAS}")
+            raise ValueError(
+                f"canvas_size {canvas_size} is too large: the summed-area tables are int32, so at most {MAX_CANVAS}"
+            )
         if int(patch_size) * int(scale) ** (int(n_patches) - 1) > MAX_PATCH:
-            raise ValueError(f"the largest patch, patch_size * scale**(n_patches - 1) = {patch_size} * {scale}**{n_patches - 1}, is absurdly large (over {MAX_PATCH} pixels)")
+            raise ValueError(
+                f"the largest patch, patch_size * scale**(n_patches - 1) = {patch_size} * {scale}**{n_patches - 1}, is absurdly large (over {MAX_PATCH} pixels)"
+            )
         self.canvas_size = int(canvas_size)
         self.patch_size = int(patch_size)
         self.n_patches = int(n_patches)
         self.scale = int(scale)
-        self.blocks = self.scale ** np.arange(self.n_patches, dtype=np.int64)  # canvas pixels per output pixel, per patch
+        self.blocks = self.scale ** np.arange(
+            self.n_patches, dtype=np.int64
+        )  # canvas pixels per output pixel, per patch
         self.sizes = self.patch_size * self.blocks  # side of each patch in canvas pixels
         # Corner offsets of every output pixel inside each patch: (n_patches, patch_size + 1).
         self._corners = np.arange(self.patch_size + 1, dtype=np.intp)[None, :] * self.blocks[:, None].astype(np.intp)
@@ -86,7 +97,9 @@ class Retina:
         centre = (np.asarray(locations, dtype=np.float64) + 1.0) * (0.5 * self.canvas_size)
         return np.floor(centre[:, None, :] - self._half[None, :, None] + 0.5).astype(np.int64)
 
-    def __call__(self, tables: np.ndarray, locations: np.ndarray, rows: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, tables: np.ndarray, locations: np.ndarray, rows: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Glimpses ``(B, n_patches, 1, patch_size, patch_size)`` float32 in ``[0, 1]``.
 
         :param tables: summed-area tables ``(N, S+1, S+1)`` from :func:`integral_image`
@@ -132,7 +145,11 @@ class Retina:
                 self._buffers.clear()
             q = self.patch_size + 1
             shape = (b, self.n_patches, q, q)
-            buffers = self._buffers[b] = (np.empty(shape, np.intp), np.empty(shape, np.int32), np.empty(shape, np.int32))
+            buffers = self._buffers[b] = (
+                np.empty(shape, np.intp),
+                np.empty(shape, np.int32),
+                np.empty(shape, np.int32),
+            )
         return buffers
 
     def one(self, table: np.ndarray, x: float, y: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -160,4 +177,3 @@ class Retina:
             d = c[:, 1:] - c[:, :-1]
             np.divide(d[1:] - d[:-1], denom, out=out[i, 0], dtype=np.float32)
         return out
-

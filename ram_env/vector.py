@@ -36,7 +36,11 @@ class GlimpseVectorEnv(VectorEnv):
     :param kwargs: the task arguments of :class:`~ram_env.env.GlimpseEnv`
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": GlimpseEnv.metadata["render_fps"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": GlimpseEnv.metadata["render_fps"],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
@@ -74,12 +78,16 @@ class GlimpseVectorEnv(VectorEnv):
         options = options or {}
         unknown = set(options) - {"indices", "reset_mask"}
         if unknown:
-            raise ValueError(f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the options are 'indices' and 'reset_mask'")
+            raise ValueError(
+                f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the options are 'indices' and 'reset_mask'"
+            )
         rows, mask = None, np.ones(self.num_envs, dtype=bool)
         if options.get("reset_mask") is not None:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != bool:
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got {options['reset_mask']!r}")
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got {options['reset_mask']!r}"
+                )
             mask = mask.copy()
             rows = np.flatnonzero(mask)
         indices = options.get("indices")
@@ -95,7 +103,9 @@ class GlimpseVectorEnv(VectorEnv):
             raise RuntimeError("step() called before reset()")
         if not isinstance(actions, dict) or len(actions) != 2 or "location" not in actions or "label" not in actions:
             keys = sorted(map(str, actions)) if isinstance(actions, dict) else None
-            raise ValueError(f"actions must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(actions)}")
+            raise ValueError(
+                f"actions must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(actions)}"
+            )
         location, label = core.check_action(actions["location"], actions["label"])
         restart = self._needs_reset.copy()  # _start clears _needs_reset
         if not restart.any():  # the common case: every env takes its step
@@ -121,7 +131,12 @@ class GlimpseVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         if terminated.any():
             self._answer[terminated] = label[terminated]
-            infos = {"label": core.label.copy(), "_label": terminated, "correct": (label == core.label) & terminated, "_correct": terminated}
+            infos = {
+                "label": core.label.copy(),
+                "_label": terminated,
+                "correct": (label == core.label) & terminated,
+                "_correct": terminated,
+            }
         if restart.any() or terminated.any():
             infos["index"] = core.index.copy()
             infos["_index"] = restart | terminated
@@ -147,4 +162,9 @@ class GlimpseVectorEnv(VectorEnv):
             return None
         from ram_env import render
 
-        return render.tile([render.draw_frame(self.frame_state(i), self.core.retina, self.core.n_glimpses) for i in range(self.num_envs)])
+        return render.tile(
+            [
+                render.draw_frame(self.frame_state(i), self.core.retina, self.core.n_glimpses)
+                for i in range(self.num_envs)
+            ]
+        )

@@ -36,7 +36,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["FlatActionWrapper", "DiscreteActionWrapper", "GlimpseHistoryWrapper", "GlimpseHistory", "flatten_native_obs"]
+__all__ = [
+    "FlatActionWrapper",
+    "DiscreteActionWrapper",
+    "GlimpseHistoryWrapper",
+    "GlimpseHistory",
+    "flatten_native_obs",
+]
 
 
 def _native_spaces(env: gym.Env) -> tuple[spaces.Dict, int, int]:
@@ -167,7 +173,9 @@ def flatten_native_obs(obs: dict[str, np.ndarray], batched: bool = True) -> np.n
     """The native observation(s) as one float32 vector each, as ``gymnasium.wrappers.FlattenObservation``
     lays them out (``glimpse`` then ``location``): ``(N, D)`` if ``batched`` else ``(D,)``."""
     lead = (len(obs["location"]),) if batched else ()
-    return np.concatenate([np.asarray(obs[k], np.float32).reshape(lead + (-1,)) for k in ("glimpse", "location")], axis=-1)
+    return np.concatenate(
+        [np.asarray(obs[k], np.float32).reshape(lead + (-1,)) for k in ("glimpse", "location")], axis=-1
+    )
 
 
 class GlimpseHistory:
@@ -216,7 +224,9 @@ class GlimpseHistory:
     def flat(self) -> np.ndarray:
         """``(num_envs, size)``: all glimpses, then all locations, then the step one-hot."""
         n = len(self.count)
-        return np.concatenate([self.glimpses.reshape(n, -1), self.locations.reshape(n, -1), self.step_one_hot()], axis=1)
+        return np.concatenate(
+            [self.glimpses.reshape(n, -1), self.locations.reshape(n, -1), self.step_one_hot()], axis=1
+        )
 
     def dict(self) -> dict[str, np.ndarray]:
         return {"glimpses": self.glimpses.copy(), "locations": self.locations.copy(), "step": self.step_one_hot()}
@@ -250,7 +260,9 @@ class GlimpseHistoryWrapper(gym.Wrapper):
         super().__init__(env)
         obs_space = env.observation_space
         if not (isinstance(obs_space, spaces.Dict) and set(obs_space.spaces) == {"glimpse", "location"}):
-            raise ValueError(f"expected a glimpse env with a Dict(glimpse, location) observation space, got {obs_space}")
+            raise ValueError(
+                f"expected a glimpse env with a Dict(glimpse, location) observation space, got {obs_space}"
+            )
         _, _, n = _native_spaces(env)
         self.flatten = bool(flatten)
         shape = obs_space["glimpse"].shape
@@ -259,7 +271,9 @@ class GlimpseHistoryWrapper(gym.Wrapper):
         loc = spaces.Box(-1.0, 1.0, (n, 2), np.float32)
         step = spaces.Box(0.0, 1.0, (n,), np.float32)
         if self.flatten:
-            low = np.concatenate([np.zeros(g.shape).ravel(), -np.ones(loc.shape).ravel(), np.zeros(n)]).astype(np.float32)
+            low = np.concatenate([np.zeros(g.shape).ravel(), -np.ones(loc.shape).ravel(), np.zeros(n)]).astype(
+                np.float32
+            )
             self.observation_space = spaces.Box(low, np.ones_like(low), dtype=np.float32)
         else:
             self.observation_space = spaces.Dict(glimpses=g, locations=loc, step=step)

@@ -15,8 +15,16 @@ from agents.reinforce import TrainConfig
 
 
 def small_config(data_dir, **overrides) -> TrainConfig:
-    base = dict(batch_size=32, lr=2e-3, n_epochs=1, train_images=640, eval_batch=250, data_dir=data_dir, device="cpu",
-                model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64))
+    base = dict(
+        batch_size=32,
+        lr=2e-3,
+        n_epochs=1,
+        train_images=640,
+        eval_batch=250,
+        data_dir=data_dir,
+        device="cpu",
+        model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64),
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -55,7 +63,9 @@ def touched(model, loss) -> set[str]:
 
 @pytest.mark.parametrize("glimpse_net", ["mlp", "conv"])
 def test_each_loss_term_trains_only_its_own_part(data_dir, glimpse_net):
-    model, terms = loss_terms(data_dir, model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64, glimpse_net=glimpse_net))
+    model, terms = loss_terms(
+        data_dir, model=dict(glimpse_hidden=32, location_hidden=32, core_hidden=64, glimpse_net=glimpse_net)
+    )
     assert set(terms) == {"action", "reinforce", "baseline"}
     # The baseline's squared error must not leak into the policy or the core.
     assert touched(model, terms["baseline"]) == {"baseliner"}
@@ -101,8 +111,14 @@ def test_conv_glimpse_network_keeps_the_flatten_linear_weight_layout():
 def test_policy_reads_repeated_first_glimpses_once_with_the_same_result(core):
     torch.manual_seed(0)
     model = RecurrentAttentionModel(RAMConfig(glimpse_shape=(2, 1, 8, 8), core=core, core_hidden=32))
-    first = {"glimpse": np.random.rand(2, 2, 1, 8, 8).astype(np.float32).repeat(3, 0), "location": np.random.uniform(-1, 1, (2, 2)).astype(np.float32).repeat(3, 0)}
-    later = {"glimpse": np.random.rand(6, 2, 1, 8, 8).astype(np.float32), "location": np.random.uniform(-1, 1, (6, 2)).astype(np.float32)}
+    first = {
+        "glimpse": np.random.rand(2, 2, 1, 8, 8).astype(np.float32).repeat(3, 0),
+        "location": np.random.uniform(-1, 1, (2, 2)).astype(np.float32).repeat(3, 0),
+    }
+    later = {
+        "glimpse": np.random.rand(6, 2, 1, 8, 8).astype(np.float32),
+        "location": np.random.uniform(-1, 1, (6, 2)).astype(np.float32),
+    }
     once, every = BatchPolicy(model), BatchPolicy(model)
     for obs, repeats in ((first, 3), (later, 1)):  # the first step in blocks of 3, then the recurrent state goes on
         a, b = once(obs, first=obs is first, repeats=repeats), every(obs, first=obs is first)
@@ -122,7 +138,10 @@ def test_save_load_gives_identical_predictions(data_dir, tmp_path):
     config = small_config(data_dir)
     envs = reinforce.make_envs(config, "val", 64)
     model = reinforce.make_model(config, envs)
-    checkpoint.save(tmp_path / "m.pt", {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()})
+    checkpoint.save(
+        tmp_path / "m.pt",
+        {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()},
+    )
     loaded, loaded_config = reinforce.load_model(tmp_path / "m.pt")
     assert loaded_config == config
     obs, _ = envs.reset(seed=3, options={"indices": np.arange(64)})
@@ -134,7 +153,9 @@ def test_save_load_gives_identical_predictions(data_dir, tmp_path):
     torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))])
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+)
 def test_resume_continues_the_same_run(data_dir, tmp_path, device):
     config = small_config(data_dir, n_epochs=2, device=device)
     reinforce.train(config, tmp_path / "straight")
@@ -146,7 +167,9 @@ def test_resume_continues_the_same_run(data_dir, tmp_path, device):
     assert a["epoch"] == b["epoch"] == 2
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
-    assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (tmp_path / "stopped" / "metrics.csv").read_text().count("\n")
+    assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (
+        tmp_path / "stopped" / "metrics.csv"
+    ).read_text().count("\n")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
@@ -178,7 +201,15 @@ def test_resume_may_switch_val_rollouts_and_rescores_best(data_dir, tmp_path):
     config = small_config(data_dir)
     reinforce.train(config, tmp_path / "run")
     config = replace(config, n_epochs=2, val_rollouts=3)
-    score = lambda path: 100 * (1 - float(reinforce.evaluate(reinforce.load_model(path)[0], reinforce.make_envs(config, "val", 249), 3).mean()))
+    score = lambda path: (
+        100
+        * (
+            1
+            - float(
+                reinforce.evaluate(reinforce.load_model(path)[0], reinforce.make_envs(config, "val", 249), 3).mean()
+            )
+        )
+    )
     first = score(tmp_path / "run" / "best.pt")  # epoch 1, chosen on one rollout, scored as the resumed run will
     reinforce.train(config, tmp_path / "run", resume=True)
     second = score(tmp_path / "run" / "last.pt")
@@ -197,7 +228,9 @@ def test_resume_refuses_another_config(data_dir, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="another config"):
         reinforce.train(replace(config, model={**config.model, "glimpse_net": "conv"}), tmp_path / "run", resume=True)
     # A network option left at its default is the same run as one saved before the option existed.
-    reinforce.train(replace(config, n_epochs=2, model={**config.model, "glimpse_net": "mlp"}), tmp_path / "run", resume=True)
+    reinforce.train(
+        replace(config, n_epochs=2, model={**config.model, "glimpse_net": "mlp"}), tmp_path / "run", resume=True
+    )
     assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 2
 
 
@@ -217,7 +250,9 @@ def test_bad_checkpoints_get_clear_errors(data_dir, tmp_path):
     torch.save({"some": "dict"}, tmp_path / "foreign.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not a RAM agent checkpoint"):
         reinforce.load_model(tmp_path / "foreign.pt")
-    checkpoint.save(tmp_path / "mismatch.pt", {**payload, "model_config": {**payload["model_config"], "core_hidden": 99}})
+    checkpoint.save(
+        tmp_path / "mismatch.pt", {**payload, "model_config": {**payload["model_config"], "core_hidden": 99}}
+    )
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
         reinforce.load_model(tmp_path / "mismatch.pt")
 

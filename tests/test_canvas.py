@@ -43,8 +43,11 @@ def test_real_digit_is_copied_exactly():
     images = rng.integers(0, 256, (10, DIGIT, DIGIT)).astype(np.uint8)
     spec = CanvasSpec(size=100)
     layout = Layout(
-        index=np.array([4]), offset=np.array([[72, 5]]),
-        clutter_index=np.zeros((1, 0), np.int64), clutter_crop=np.zeros((1, 0, 2), np.int64), clutter_offset=np.zeros((1, 0, 2), np.int64),
+        index=np.array([4]),
+        offset=np.array([[72, 5]]),
+        clutter_index=np.zeros((1, 0), np.int64),
+        clutter_crop=np.zeros((1, 0, 2), np.int64),
+        clutter_offset=np.zeros((1, 0, 2), np.int64),
     )
     out = draw(spec, images, layout)[0]
     assert np.array_equal(out[5:33, 72:100], images[4])  # x is the column, y the row
@@ -57,8 +60,11 @@ def test_clutter_pieces_are_crops_of_other_digits_under_the_target():
     images = rng.integers(0, 256, (10, DIGIT, DIGIT)).astype(np.uint8)
     spec = CanvasSpec(size=60, n_clutter=2, clutter_size=8)
     layout = Layout(
-        index=np.array([0]), offset=np.array([[30, 30]]),
-        clutter_index=np.array([[5, 6]]), clutter_crop=np.array([[[3, 10], [20, 0]]]), clutter_offset=np.array([[[0, 0], [4, 2]]]),
+        index=np.array([0]),
+        offset=np.array([[30, 30]]),
+        clutter_index=np.array([[5, 6]]),
+        clutter_crop=np.array([[[3, 10], [20, 0]]]),
+        clutter_offset=np.array([[[0, 0], [4, 2]]]),
     )
     out = draw(spec, images, layout)[0]
     piece_a = images[5, 10:18, 3:11]  # crop (x=3, y=10)

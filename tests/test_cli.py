@@ -7,7 +7,20 @@ import pytest
 import evaluate
 import train_agent
 
-TINY = ["--n_epochs", "1", "--train-images", "256", "--batch_size", "32", "--glimpse_hidden", "16", "--location_hidden", "16", "--core_hidden", "32"]
+TINY = [
+    "--n_epochs",
+    "1",
+    "--train-images",
+    "256",
+    "--batch_size",
+    "32",
+    "--glimpse_hidden",
+    "16",
+    "--location_hidden",
+    "16",
+    "--core_hidden",
+    "32",
+]
 
 
 def test_train_then_evaluate(data_dir, tmp_path, capsys):
@@ -36,7 +49,9 @@ def test_seed_command_lines_and_presets_parse():
     )
     env_id, kwargs = train_agent.task_of(train_agent.settings(args))
     assert env_id == "RAM/ClutteredMNIST60-v0" and kwargs["n_clutter"] == 4 and kwargs["patch_size"] == 12
-    s = train_agent.settings(train_agent.parser().parse_args(["--preset", "exp4", "--std", "0.2", "--glimpse_net", "conv"]))
+    s = train_agent.settings(
+        train_agent.parser().parse_args(["--preset", "exp4", "--std", "0.2", "--glimpse_net", "conv"])
+    )
     assert s["translated_size"] == 100 and s["n_patches"] == 4 and s["std"] == 0.2 and s["glimpse_net"] == "conv"
     assert train_agent.task_of(s)[0] == "RAM/ClutteredMNIST100-v0"
 

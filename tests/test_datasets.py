@@ -94,13 +94,16 @@ def _corrupt(tmp_path: Path, stem: str, how: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how, match", [
-    ("truncated", "truncated or corrupt"),
-    ("longer", "truncated or corrupt"),
-    ("bad-magic", "bad header"),
-    ("gz-truncated", "unreadable, truncated or corrupt"),
-    ("gz-garbage", "unreadable, truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("longer", "truncated or corrupt"),
+        ("bad-magic", "bad header"),
+        ("gz-truncated", "unreadable, truncated or corrupt"),
+        ("gz-garbage", "unreadable, truncated or corrupt"),
+    ],
+)
 @pytest.mark.parametrize("stem, split", [("t10k-images-idx3-ubyte", "test"), ("train-labels-idx1-ubyte", "val")])
 def test_a_corrupt_file_is_named(tmp_path, how, match, stem, split):
     path = _corrupt(tmp_path, stem, how)
@@ -180,5 +183,7 @@ def test_real_split_sizes(data_dir, name):
 def test_real_kmnist_test_loads_and_train_gives_the_missing_file_error(data_dir):
     images, labels = load("KMNIST", "test", data_dir=data_dir, download=False)
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
-    with pytest.raises(DatasetError, match=r"KMNIST: missing train-images-idx3-ubyte in .*KMNIST/raw\. Downloading is off\."):
+    with pytest.raises(
+        DatasetError, match=r"KMNIST: missing train-images-idx3-ubyte in .*KMNIST/raw\. Downloading is off\."
+    ):
         load("KMNIST", "train", data_dir=data_dir, download=False)

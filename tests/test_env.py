@@ -41,7 +41,14 @@ def test_every_task_is_registered_with_both_entry_points():
         assert spec.entry_point == "ram_env.env:GlimpseEnv"
         assert spec.vector_entry_point == "ram_env.vector:GlimpseVectorEnv"
     assert gym.spec("RAM/ClutteredKMNIST100-v0").kwargs == dict(
-        dataset="KMNIST", translated_size=100, n_clutter=4, clutter_size=8, n_glimpses=8, patch_size=12, n_patches=4, scale=2
+        dataset="KMNIST",
+        translated_size=100,
+        n_clutter=4,
+        clutter_size=8,
+        n_glimpses=8,
+        patch_size=12,
+        n_patches=4,
+        scale=2,
     )
 
 
@@ -54,8 +61,12 @@ def test_check_env(data_dir, id_):
 
 @pytest.mark.parametrize(
     "id_, glimpse_shape, n_glimpses",
-    [("RAM/MNIST-v0", (1, 1, 8, 8), 6), ("RAM/TranslatedMNIST60-v0", (3, 1, 12, 12), 8),
-     ("RAM/ClutteredFashionMNIST60-v0", (3, 1, 12, 12), 8), ("RAM/ClutteredKMNIST100-v0", (4, 1, 12, 12), 8)],
+    [
+        ("RAM/MNIST-v0", (1, 1, 8, 8), 6),
+        ("RAM/TranslatedMNIST60-v0", (3, 1, 12, 12), 8),
+        ("RAM/ClutteredFashionMNIST60-v0", (3, 1, 12, 12), 8),
+        ("RAM/ClutteredKMNIST100-v0", (4, 1, 12, 12), 8),
+    ],
 )
 def test_spaces_and_episode_length(data_dir, id_, glimpse_shape, n_glimpses):
     env = make(id_)
@@ -149,7 +160,15 @@ def test_evaluation_visits_every_image_once_in_order(data_dir):
 
 
 def test_keywords_override_the_task_defaults(data_dir):
-    env = gym.make("RAM/TranslatedMNIST60-v0", data_dir=data_dir, n_glimpses=3, patch_size=6, n_patches=2, scale=3, translated_size=40)
+    env = gym.make(
+        "RAM/TranslatedMNIST60-v0",
+        data_dir=data_dir,
+        n_glimpses=3,
+        patch_size=6,
+        n_patches=2,
+        scale=3,
+        translated_size=40,
+    )
     u = env.unwrapped
     assert u.core.canvases.shape == (1, 40, 40) and u.core.retina.sizes.tolist() == [6, 18]
     env.reset(seed=0)
@@ -176,8 +195,14 @@ def test_keywords_override_the_task_defaults(data_dir):
         (act(label=True), r"action\['label'\] must be an integer class"),
         (act(label=np.array([2])), r"action\['label'\] must be an integer class"),
         (act(label="2"), r"action\['label'\] must be an integer class"),
-        ({"location": np.zeros(2, np.float32)}, r"action must be a dict with exactly the keys 'location' and 'label', got \['location'\]"),
-        ({"location": np.zeros(2), "label": 0, "extra": 1}, r"exactly the keys 'location' and 'label', got \['extra', 'label', 'location'\]"),
+        (
+            {"location": np.zeros(2, np.float32)},
+            r"action must be a dict with exactly the keys 'location' and 'label', got \['location'\]",
+        ),
+        (
+            {"location": np.zeros(2), "label": 0, "extra": 1},
+            r"exactly the keys 'location' and 'label', got \['extra', 'label', 'location'\]",
+        ),
         ((np.zeros(2), 0), r"action must be a dict with exactly the keys 'location' and 'label', got \(array"),
     ],
 )
@@ -191,8 +216,12 @@ def test_bad_actions_raise(env, action, match):
 
 def test_good_action_types_are_accepted(env):
     env.reset(seed=0)
-    for action in [{"location": [0.5, -0.5], "label": 3}, {"location": (1, -1), "label": np.int64(9)},
-                   {"location": np.array([0.1, 0.2]), "label": np.array(4)}, act(label=np.uint8(0))]:
+    for action in [
+        {"location": [0.5, -0.5], "label": 3},
+        {"location": (1, -1), "label": np.int64(9)},
+        {"location": np.array([0.1, 0.2]), "label": np.array(4)},
+        act(label=np.uint8(0)),
+    ]:
         obs, *_ = env.step(action)
         assert obs["location"].dtype == np.float32
 
@@ -204,7 +233,9 @@ def test_step_before_reset_and_after_the_end(data_dir):
     env.reset(seed=0)
     env.step(act())
     assert env.step(act())[2]
-    with pytest.raises(RuntimeError, match=r"step\(\) called after the episode terminated \(it lasts 2 steps\); call reset\(\)"):
+    with pytest.raises(
+        RuntimeError, match=r"step\(\) called after the episode terminated \(it lasts 2 steps\); call reset\(\)"
+    ):
         env.step(act())
     env.reset()
     env.step(act())  # fine again
@@ -235,7 +266,11 @@ def test_bad_reset_options_raise(data_dir, options, match):
         (dict(foo=1), TypeError, r"unknown argument 'foo' for a RAM environment; the arguments are dataset, split"),
         (dict(foo=1, bar=2), TypeError, r"unknown arguments 'foo', 'bar'"),
         (dict(patch_size=40), ValueError, r"patch_size 40 is larger than the 28x28 canvas"),
-        (dict(n_clutter=4), ValueError, r"clutter needs a translated canvas: set translated_size > 28 when n_clutter > 0"),
+        (
+            dict(n_clutter=4),
+            ValueError,
+            r"clutter needs a translated canvas: set translated_size > 28 when n_clutter > 0",
+        ),
         (dict(translated_size=20), ValueError, r"translated_size 20 is smaller than the 28x28 digit"),
         (dict(translated_size=60.0), TypeError, r"translated_size must be an integer"),
         (dict(n_glimpses=0), ValueError, r"n_glimpses must be a positive integer, got 0"),
@@ -244,7 +279,11 @@ def test_bad_reset_options_raise(data_dir, options, match):
         (dict(start="middle"), ValueError, r"start must be 'random' or 'center', got 'middle'"),
         (dict(split="dev"), ValueError, r"unknown split 'dev'; choose one of train, val, test"),
         (dict(dataset="CIFAR10"), ValueError, r"unknown dataset 'CIFAR10'; choose one of MNIST, FashionMNIST, KMNIST"),
-        (dict(render_mode="ansi"), ValueError, r"render_mode must be one of \['human', 'rgb_array'\] or None, got 'ansi'"),
+        (
+            dict(render_mode="ansi"),
+            ValueError,
+            r"render_mode must be one of \['human', 'rgb_array'\] or None, got 'ansi'",
+        ),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*render_mode='ansi'")

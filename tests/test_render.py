@@ -189,7 +189,13 @@ def test_tile_places_frames_row_by_row():
 
 
 def test_vector_env_rgb_array_is_a_tiled_grid(data_dir):
-    vec = gym.make_vec("RAM/TranslatedMNIST60-v0", num_envs=4, vectorization_mode="vector_entry_point", render_mode="rgb_array", data_dir=data_dir)
+    vec = gym.make_vec(
+        "RAM/TranslatedMNIST60-v0",
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        render_mode="rgb_array",
+        data_dir=data_dir,
+    )
     layout = render.frame_layout(vec.unwrapped.core.retina)
     vec.reset(seed=0)
     grid = vec.render()
@@ -198,7 +204,11 @@ def test_vector_env_rgb_array_is_a_tiled_grid(data_dir):
     assert (grid[layout.height + 4 :, layout.width + 4 :] == single).all()
     one = GlimpseVectorEnv(1, render_mode="rgb_array", data_dir=data_dir)
     one.reset(seed=0)
-    assert one.render().shape == (render.frame_layout(one.core.retina).height, render.frame_layout(one.core.retina).width, 3)
+    assert one.render().shape == (
+        render.frame_layout(one.core.retina).height,
+        render.frame_layout(one.core.retina).width,
+        3,
+    )
 
 
 # ------------------------------------------------------------------------------------------- human mode
@@ -208,14 +218,20 @@ def test_human_mode_runs_an_episode_and_releases_the_display(data_dir):
     env = fast_human_env(data_dir)
     run_episode(env)
     assert pygame.display.get_init()
-    assert pygame.display.get_surface().get_size() == (render.frame_layout(env.core.retina).width, render.frame_layout(env.core.retina).height)
+    assert pygame.display.get_surface().get_size() == (
+        render.frame_layout(env.core.retina).width,
+        render.frame_layout(env.core.retina).height,
+    )
     env.close()
     assert not pygame.display.get_init()
     env.close()  # twice is fine
 
 
 def test_two_human_envs_share_one_window(data_dir):
-    a, b = fast_human_env(data_dir), fast_human_env(data_dir, translated_size=60, n_patches=3, patch_size=12, n_glimpses=8)
+    a, b = (
+        fast_human_env(data_dir),
+        fast_human_env(data_dir, translated_size=60, n_patches=3, patch_size=12, n_glimpses=8),
+    )
     a.reset(seed=0)
     b.reset(seed=1)
     la, lb = render.frame_layout(a.core.retina), render.frame_layout(b.core.retina)
@@ -272,7 +288,9 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
     assert list(vec.core.index) == [5, 6, 7, 8]
     assert all(f.shape == frames[0].shape and f.dtype == np.uint8 for f in frames)
 
-    path = render.record_gif(vec, render.random_policy(vec.single_action_space, 0), tmp_path / "sub" / "ep.gif", indices=[0, 1, 2, 3], fps=5)
+    path = render.record_gif(
+        vec, render.random_policy(vec.single_action_space, 0), tmp_path / "sub" / "ep.gif", indices=[0, 1, 2, 3], fps=5
+    )
     with Image.open(path) as gif:
         assert gif.n_frames == vec.core.n_glimpses + 1
         assert gif.size == (frames[0].shape[1], frames[0].shape[0])

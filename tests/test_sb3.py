@@ -31,7 +31,9 @@ def one_thread():
 def _train(algo, run_dir, data_dir, steps=2048, **kw):
     kw.setdefault("hyperparameters", SMALL[algo])
     kw.setdefault("progress_bar", False)
-    return sb3.train(algo, dict(TASK, data_dir=data_dir), run_dir, steps, n_envs=4, eval_episodes=64, eval_every=512, **kw)
+    return sb3.train(
+        algo, dict(TASK, data_dir=data_dir), run_dir, steps, n_envs=4, eval_episodes=64, eval_every=512, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,9 @@ def test_discrete_action_ppo_trains(tmp_path, data_dir):
     assert summary["timesteps"] >= 1024
     correct, config = sb3.evaluate(tmp_path, data_dir=data_dir, limit=10)
     assert correct.shape == (10,) and config["action"] == "discrete"
-    out = sb3.batch_policy(tmp_path)(GlimpseVectorEnv(num_envs=2, **dict(TASK, data_dir=data_dir)).reset(seed=0)[0], True)
+    out = sb3.batch_policy(tmp_path)(
+        GlimpseVectorEnv(num_envs=2, **dict(TASK, data_dir=data_dir)).reset(seed=0)[0], True
+    )
     assert set(np.unique(out["location"])) <= set(np.linspace(-1, 1, 5, dtype=np.float32))
 
 

@@ -144,7 +144,9 @@ def test_batched_retina_matches_the_seed_method_everywhere(size, patch, n, scale
     rng = np.random.default_rng(size)
     canvases = rng.integers(0, 256, (5, size, size)).astype(np.uint8)
     retina = Retina(size, patch, n, scale)
-    locations = np.concatenate([rng.uniform(-1, 1, (40, 2)), [[-1, -1], [1, 1], [-1, 1], [1, -1], [0, 0]]]).astype(np.float32)
+    locations = np.concatenate([rng.uniform(-1, 1, (40, 2)), [[-1, -1], [1, 1], [-1, 1], [1, -1], [0, 0]]]).astype(
+        np.float32
+    )
     rows = rng.integers(0, 5, len(locations))
     tables = integral_image(canvases)
     g = retina(tables, locations, rows)
@@ -211,5 +213,8 @@ def test_results_are_fresh_arrays_whatever_the_batch_size():
 def test_absurd_sizes_are_refused():
     with pytest.raises(ValueError, match="canvas_size 4096 is too large"):
         Retina(4096, 8, 1, 2)
-    with pytest.raises(ValueError, match=r"the largest patch, patch_size \* scale\*\*\(n_patches - 1\) = 8 \* 2\*\*30, is absurdly large"):
+    with pytest.raises(
+        ValueError,
+        match=r"the largest patch, patch_size \* scale\*\*\(n_patches - 1\) = 8 \* 2\*\*30, is absurdly large",
+    ):
         Retina(28, 8, 31, 2)

@@ -39,7 +39,9 @@ def test_make_vec_every_id(data_dir, id_):
 def test_agrees_with_the_single_env_on_the_same_image_and_locations(data_dir):
     kwargs = dict(TASK, split="test", start="center", data_dir=data_dir)
     picks = np.array([42, 7, 9999, 42])  # a repeated image: each env still plays its own episode
-    venv = gym.make_vec("RAM/ClutteredMNIST100-v0", num_envs=len(picks), vectorization_mode="vector_entry_point", **kwargs)
+    venv = gym.make_vec(
+        "RAM/ClutteredMNIST100-v0", num_envs=len(picks), vectorization_mode="vector_entry_point", **kwargs
+    )
     vobs, vinfo = venv.reset(seed=0, options={"indices": picks})
     assert vinfo["index"].tolist() == picks.tolist()
     rng = np.random.default_rng(0)
@@ -71,7 +73,9 @@ def test_episode_rewards_and_infos(venv):
     answer = truth.copy()
     answer[[1, 3]] = (answer[[1, 3]] + 1) % 10
     for t in range(1, TASK["n_glimpses"] + 1):
-        obs, rewards, terminated, truncated, infos = venv.step({"location": np.zeros((4, 2), np.float32), "label": answer})
+        obs, rewards, terminated, truncated, infos = venv.step(
+            {"location": np.zeros((4, 2), np.float32), "label": answer}
+        )
         assert not truncated.any()
         if t < TASK["n_glimpses"]:
             assert not terminated.any() and (rewards == 0).all() and infos == {}
@@ -135,12 +139,16 @@ def test_reset_mask_and_episodes_out_of_phase(venv):
 
 def test_determinism_under_seed(data_dir):
     def run(seed):
-        env = gym.make_vec("RAM/ClutteredMNIST60-v0", num_envs=5, vectorization_mode="vector_entry_point", data_dir=data_dir)
+        env = gym.make_vec(
+            "RAM/ClutteredMNIST60-v0", num_envs=5, vectorization_mode="vector_entry_point", data_dir=data_dir
+        )
         obs, info = env.reset(seed=seed)
         out = [obs["glimpse"], obs["location"], info["index"]]
         rng = np.random.default_rng(0)
         for _ in range(12):  # across an autoreset
-            obs, rewards, *_ = env.step({"location": rng.uniform(-1, 1, (5, 2)).astype(np.float32), "label": np.zeros(5, np.int64)})
+            obs, rewards, *_ = env.step(
+                {"location": rng.uniform(-1, 1, (5, 2)).astype(np.float32), "label": np.zeros(5, np.int64)}
+            )
             out += [obs["glimpse"], obs["location"], rewards]
         return out
 
@@ -157,7 +165,9 @@ def test_evaluation_visits_every_image_once(data_dir):
         chunk = np.arange(start, min(start + venv.num_envs, venv.n_images))
         mask = np.zeros(venv.num_envs, bool)
         mask[: len(chunk)] = True
-        _, info = venv.reset(options={"indices": chunk, "reset_mask": mask} if len(chunk) < venv.num_envs else {"indices": chunk})
+        _, info = venv.reset(
+            options={"indices": chunk, "reset_mask": mask} if len(chunk) < venv.num_envs else {"indices": chunk}
+        )
         venv.step(acts(venv.num_envs))
         *_, infos = venv.step({"location": np.zeros((256, 2), np.float32), "label": venv.core.label})
         seen += infos["index"][mask].tolist()
@@ -172,11 +182,27 @@ def test_evaluation_visits_every_image_once(data_dir):
         (np.zeros((4, 3)), np.zeros(4, int), r"action\['location'\] must have shape \(4, 2\), got shape \(4, 3\)"),
         (np.zeros(2), np.zeros(4, int), r"action\['location'\] must have shape \(4, 2\), got shape \(2,\)"),
         ([["a", "b"]] * 4, np.zeros(4, int), r"action\['location'\] must be numbers"),
-        (np.array([[0, 0], [0, np.nan], [0, 0], [0, 0]]), np.zeros(4, int), r"must be finite, got \[\[0.0, nan\]\] in env \[1\]"),
-        (np.array([[0, 0], [2, 0], [0, 0], [0, -3]]), np.zeros(4, int), r"must lie in \[-1, 1\] \(nothing is clipped\), got \[\[2.0, 0.0\], \[0.0, -3.0\]\] in envs \[1, 3\]"),
-        (np.zeros((4, 2)), np.zeros(3, int), r"action\['label'\] must have shape \(4,\) \(one class per env\), got shape \(3,\)"),
+        (
+            np.array([[0, 0], [0, np.nan], [0, 0], [0, 0]]),
+            np.zeros(4, int),
+            r"must be finite, got \[\[0.0, nan\]\] in env \[1\]",
+        ),
+        (
+            np.array([[0, 0], [2, 0], [0, 0], [0, -3]]),
+            np.zeros(4, int),
+            r"must lie in \[-1, 1\] \(nothing is clipped\), got \[\[2.0, 0.0\], \[0.0, -3.0\]\] in envs \[1, 3\]",
+        ),
+        (
+            np.zeros((4, 2)),
+            np.zeros(3, int),
+            r"action\['label'\] must have shape \(4,\) \(one class per env\), got shape \(3,\)",
+        ),
         (np.zeros((4, 2)), np.zeros(4), r"action\['label'\] must be integers"),
-        (np.zeros((4, 2)), np.array([0, 10, 0, -1]), r"action\['label'\] must be a class in \[0, 10\), got \[10, -1\] in envs \[1, 3\]"),
+        (
+            np.zeros((4, 2)),
+            np.array([0, 10, 0, -1]),
+            r"action\['label'\] must be a class in \[0, 10\), got \[10, -1\] in envs \[1, 3\]",
+        ),
         (np.zeros((4, 2)), np.zeros(4, bool), r"action\['label'\] must be integers"),
     ],
 )
@@ -191,7 +217,9 @@ def test_bad_calls_raise(venv):
     with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
         venv.step(acts(4))
     venv.reset(seed=0)
-    with pytest.raises(ValueError, match=r"actions must be a dict with exactly the keys 'location' and 'label', got \['location'\]"):
+    with pytest.raises(
+        ValueError, match=r"actions must be a dict with exactly the keys 'location' and 'label', got \['location'\]"
+    ):
         venv.step({"location": np.zeros((4, 2))})
     with pytest.raises(ValueError, match=r"options\['reset_mask'\] must be a bool array of shape \(4,\)"):
         venv.reset(options={"reset_mask": [1, 0, 1, 0]})
@@ -201,7 +229,9 @@ def test_bad_calls_raise(venv):
         venv.reset(options={"indices": [1, 2, 3, 4], "reset_mask": np.array([True, False, True, False])})
     with pytest.raises(ValueError, match=r"image indices must be in \[0, 55000\) for split 'train', got \[55000\]"):
         venv.reset(options={"indices": [0, 1, 2, 55000]})
-    with pytest.raises(ValueError, match=r"unknown reset option \['index'\]; the options are 'indices' and 'reset_mask'"):
+    with pytest.raises(
+        ValueError, match=r"unknown reset option \['index'\]; the options are 'indices' and 'reset_mask'"
+    ):
         venv.reset(options={"index": 3})
     with pytest.raises(ValueError, match=r"seed must be an int or None, got 1.5"):
         venv.reset(seed=1.5)
@@ -213,8 +243,16 @@ def test_bad_calls_raise(venv):
     [
         (dict(num_envs=0), ValueError, r"num_envs must be a positive integer, got 0"),
         (dict(num_envs=2, foo=1), TypeError, r"unknown argument 'foo' for a RAM environment"),
-        (dict(num_envs=2, patch_size=70, translated_size=60), ValueError, r"patch_size 70 is larger than the 60x60 canvas"),
-        (dict(num_envs=2, render_mode="human"), ValueError, r"render_mode must be one of \['rgb_array'\] or None, got 'human'"),
+        (
+            dict(num_envs=2, patch_size=70, translated_size=60),
+            ValueError,
+            r"patch_size 70 is larger than the 60x60 canvas",
+        ),
+        (
+            dict(num_envs=2, render_mode="human"),
+            ValueError,
+            r"render_mode must be one of \['rgb_array'\] or None, got 'human'",
+        ),
     ],
 )
 def test_bad_arguments_raise(data_dir, kwargs, error, match):

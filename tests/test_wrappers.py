@@ -7,7 +7,13 @@ from stable_baselines3.common.env_checker import check_env
 
 import ram_env  # noqa: F401  (registers the ids)
 from ram_env.vector import GlimpseVectorEnv
-from ram_env.wrappers import DiscreteActionWrapper, FlatActionWrapper, GlimpseHistory, GlimpseHistoryWrapper, flatten_native_obs
+from ram_env.wrappers import (
+    DiscreteActionWrapper,
+    FlatActionWrapper,
+    GlimpseHistory,
+    GlimpseHistoryWrapper,
+    flatten_native_obs,
+)
 
 
 @pytest.fixture
@@ -26,7 +32,9 @@ def test_check_env_passes_on_wrapped_envs(data_dir, flatten, action):
 
 
 def test_check_env_passes_on_translated_task(data_dir):
-    env = FlatActionWrapper(gym.wrappers.FlattenObservation(gym.make("RAM/TranslatedMNIST60-v0", data_dir=data_dir).unwrapped))
+    env = FlatActionWrapper(
+        gym.wrappers.FlattenObservation(gym.make("RAM/TranslatedMNIST60-v0", data_dir=data_dir).unwrapped)
+    )
     check_env(env, skip_render_check=True)
     assert env.observation_space.shape == (3 * 12 * 12 + 2,)
 
@@ -107,10 +115,18 @@ def test_wrapped_episode_steps_the_native_env(base):
 def test_history_wrapper_holds_the_episode_so_far(base):
     env = GlimpseHistoryWrapper(base, flatten=False)
     space = env.observation_space
-    assert space["glimpses"].shape == (6, 1, 1, 8, 8) and space["locations"].shape == (6, 2) and space["step"].shape == (6,)
+    assert (
+        space["glimpses"].shape == (6, 1, 1, 8, 8)
+        and space["locations"].shape == (6, 2)
+        and space["step"].shape == (6,)
+    )
     obs, _ = env.reset(seed=0)
     natives = [dict(glimpse=base.unwrapped.core.glimpse[0].copy(), location=base.unwrapped.core.location[0].copy())]
-    locations = [np.array([0.5, 0.5], np.float32), np.array([-0.5, 0.25], np.float32), np.array([0.0, -1.0], np.float32)]
+    locations = [
+        np.array([0.5, 0.5], np.float32),
+        np.array([-0.5, 0.25], np.float32),
+        np.array([0.0, -1.0], np.float32),
+    ]
     for loc in locations:
         obs, *_ = env.step({"location": loc, "label": 0})
         natives.append(dict(glimpse=base.unwrapped.core.glimpse[0].copy(), location=loc))
@@ -125,7 +141,9 @@ def test_history_wrapper_holds_the_episode_so_far(base):
     fobs, _ = flat.reset(seed=0)
     for loc in locations:
         fobs, *_ = flat.step({"location": loc, "label": 0})
-    np.testing.assert_array_equal(fobs, np.concatenate([obs["glimpses"].ravel(), obs["locations"].ravel(), obs["step"]]))
+    np.testing.assert_array_equal(
+        fobs, np.concatenate([obs["glimpses"].ravel(), obs["locations"].ravel(), obs["step"]])
+    )
     # finishing the episode: the terminal observation repeats the last one; reset clears it
     for _ in range(2):
         fobs, _, terminated, _, _ = flat.step({"location": np.zeros(2, np.float32), "label": 0})
@@ -133,7 +151,7 @@ def test_history_wrapper_holds_the_episode_so_far(base):
     assert terminated and flat.observation_space.contains(last)
     np.testing.assert_array_equal(last, fobs)
     fresh, _ = flat.reset()
-    assert fresh[64:6 * 64].sum() == 0 and fresh[-6:].tolist() == [1, 0, 0, 0, 0, 0]
+    assert fresh[64 : 6 * 64].sum() == 0 and fresh[-6:].tolist() == [1, 0, 0, 0, 0, 0]
 
 
 def test_batched_history_matches_the_wrapper(data_dir):
