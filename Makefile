@@ -7,6 +7,8 @@ train: $(VENV)/.installed
 	$(PY) train_agent.py $(ARGS)
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed
