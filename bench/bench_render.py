@@ -77,9 +77,8 @@ def main() -> None:
     print(f"{args.task}: steps/s of the single env (median of {args.repeats} rounds)")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(
-            f"  {name:36s} {median:10.0f}   ({median / base:6.1%} of render_mode=None; range {min(values):.0f}-{max(values):.0f})"
-        )
+        spread = f"range {min(values):.0f}-{max(values):.0f}"
+        print(f"  {name:36s} {median:10.0f}   ({median / base:6.1%} of render_mode=None; {spread})")
     for env in envs.values():
         env.close()
 

@@ -2,7 +2,8 @@
 
 Files live in ``<data_dir>/<NAME>/raw/`` as ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally gzipped (``.gz``).
-``data_dir`` is the argument, else ``$RAM_DATA_DIR``, else ``./data``.
+``data_dir`` is the argument, else ``$RAM_DATA_DIR``, else ``./data``. Missing files are downloaded by
+torchvision's own dataset classes (their mirrors, their MD5 checksums); reading never needs torchvision.
 
 Splits: ``train`` is the first 55,000 of the 60,000 training images, ``val`` the last 5,000
 (fixed, for model selection), ``test`` the 10,000 test images.
@@ -10,11 +11,12 @@ Splits: ``train`` is the first 55,000 of the 60,000 training images, ``val`` the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
+import http.client
 import os
-import tempfile
-import urllib.request
+import socket
 import zlib
 from pathlib import Path
 
@@ -25,11 +27,6 @@ SPLITS = ("train", "val", "test")
 N_CLASSES = 10
 N_VAL = 5_000
 
-_MIRRORS = {
-    "MNIST": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
-    "FashionMNIST": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-    "KMNIST": ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
-}
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -62,7 +59,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     expected = 4 + 4 * ndim + int(np.prod(shape))
     if len(data) != expected:
         raise DatasetError(
-            f"{path} is truncated or corrupt: {len(data)} bytes, header promises {expected}; delete it and fetch it again"
+            f"{path} is truncated or corrupt: {len(data)} bytes, header promises {expected}; "
+            "delete it and fetch it again"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
@@ -74,38 +72,65 @@ def _existing(raw: Path, stem: str) -> Path | None:
     return None
 
 
-def _download(raw: Path, stem: str, mirror: str, ndim: int) -> Path:
-    """Fetch ``stem.gz`` from a mirror into ``raw``, checked before it takes its final name."""
-    with urllib.request.urlopen(mirror + stem + ".gz", timeout=10) as response:
-        payload = response.read()
-    raw.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and check it first, so that a failure never leaves half a file behind.
-    fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{stem}.", suffix=".gz")
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """A default socket timeout while downloading: torchvision's requests have none, and a silent network would hang."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(before or seconds)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        read_idx(Path(tmp), ndim)
-        os.replace(tmp, raw / f"{stem}.gz")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return raw / f"{stem}.gz"
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
 
 
-def _find_or_download(raw: Path, name: str, stem: str, download: bool, ndim: int) -> Path:
-    found = _existing(raw, stem)
-    if found is not None:
-        return found
-    errors = []
-    if download:
-        for mirror in _MIRRORS[name]:
-            try:
-                return _download(raw, stem, mirror, ndim)
-            except (OSError, DatasetError) as e:
-                errors.append(f"{mirror}: {e}")
+def _snapshot(raw: Path) -> dict[Path, tuple[int, int]]:
+    """Modification time and size of each ``.gz`` in ``raw``: tells which files a download wrote."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in raw.glob("*.gz")} if raw.is_dir() else {}
+
+
+def _fetch(name: str, root: Path) -> str | None:
+    """Download the four files of ``name`` into ``root/name/raw`` through torchvision's dataset class.
+
+    torchvision (``torchvision.datasets.MNIST``, ``FashionMNIST`` or ``KMNIST``) tries its mirrors in turn,
+    checks each ``.gz`` against its MD5 and unpacks it beside itself.
+
+    :return: None on success, else why it failed (one line)
+    :raises DatasetError: a file this download wrote fails its checksum (naming the file)
+    """
+    try:
+        import torchvision.datasets  # slow to import: only here, when a file is missing
+        from torchvision.datasets.utils import check_md5
+    except ImportError as e:
+        return f"downloading needs torchvision: {e}"
+    dataset_class = getattr(torchvision.datasets, name)
+    raw = root / name / "raw"
+    before = _snapshot(raw)
+    try:
+        with _socket_timeout(30):
+            dataset_class(str(root), train=False, download=True)
+    except (RuntimeError, OSError, http.client.HTTPException) as e:
+        after = _snapshot(raw)
+        for filename, md5 in dataset_class.resources:
+            path = raw / filename
+            if path in after and after[path] != before.get(path) and not check_md5(path, md5):
+                raise DatasetError(f"{path} fails its MD5 checksum (expected {md5}); delete it and download again")
+        return " ".join(str(e).split())
+    return None
+
+
+def _find_pair(root: Path, name: str, part: str, download: bool) -> tuple[Path, Path]:
+    """The image and label files of ``part`` in ``root/name/raw``, downloading the dataset if one is missing."""
+    raw = root / name / "raw"
+    paths = [_existing(raw, stem) for stem in _FILES[part]]
+    why = " Downloading is off."
+    if None in paths and download:
+        failure = _fetch(name, root)
+        why = f" Download failed ({failure})." if failure else ""
+        paths = [_existing(raw, stem) for stem in _FILES[part]]
+    if None not in paths:
+        return paths[0], paths[1]
     expected = [f for pair in _FILES.values() for f in pair]
     missing = [f for f in expected if _existing(raw, f) is None]
-    why = f" Download failed ({'; '.join(errors)})." if errors else (" Downloading is off." if not download else "")
     raise DatasetError(
         f"{name}: missing {', '.join(missing)} in {raw}.{why} That folder must hold the four files "
         f"{', '.join(expected)} (raw or .gz); put them there, or point --data-dir / RAM_DATA_DIR at the folder "
@@ -115,10 +140,7 @@ def _find_or_download(raw: Path, name: str, stem: str, download: bool, ndim: int
 
 @functools.lru_cache(maxsize=None)
 def _load_file_pair(name: str, root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    raw = root / name / "raw"
-    image_stem, label_stem = _FILES[part]
-    image_path = _find_or_download(raw, name, image_stem, download, ndim=3)
-    label_path = _find_or_download(raw, name, label_stem, download, ndim=1)
+    image_path, label_path = _find_pair(root, name, part, download)
     images = read_idx(image_path, ndim=3)
     labels = read_idx(label_path, ndim=1)
     if images.shape[1:] != (28, 28):
@@ -140,7 +162,7 @@ def load(
     :param name: one of ``MNIST``, ``FashionMNIST``, ``KMNIST``
     :param split: ``train`` (first 55,000 training images), ``val`` (last 5,000) or ``test``
     :param data_dir: folder holding ``<name>/raw/``; see :func:`resolve_data_dir`
-    :param download: fetch missing files from the dataset's mirrors
+    :param download: fetch missing files through torchvision (their mirrors and MD5 checksums)
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

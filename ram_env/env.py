@@ -173,13 +173,18 @@ class GlimpseEnv(gym.Env):
                 "render() called without a render_mode; pass render_mode='rgb_array' or 'human' to gym.make"
             )
             return None
-        from ram_env import render
+        from ram_env import window
 
         if self._renderer is None:
-            self._renderer = render.Renderer(
+            self._renderer = window.Renderer(
                 self.core.retina, self.core.n_glimpses, self.render_mode, self.metadata["render_fps"]
             )
         return self._renderer.draw(self.frame_state())
+
+    @property
+    def window_closed(self) -> bool:
+        """True once the person closed the ``"human"`` window (close button or Esc): nothing more is shown."""
+        return self._renderer is not None and self._renderer.closed
 
     def frame_state(self) -> "dict[str, Any]":
         """What a frame shows: the canvas, the fixations so far, the glimpse and the answer."""

@@ -1,6 +1,7 @@
 """Take the agent's place: click where to look next, then type the digit.
 
-    python -m ram_env.play [--task RAM/MNIST-v0] [--data-dir DIR] [--split test] [--episodes N] [--seed S]
+    ram-play [--task RAM/MNIST-v0] [--data-dir DIR] [--split test] [--episodes N] [--seed S]
+    python -m ram_env.play ...      (the same)
 
 Each episode starts with the first glimpse at the task's start location. Click on the canvas to take
 each of the next ``n_glimpses - 1`` glimpses there; then type the class (0-9, keypad too). The frame
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
@@ -19,8 +21,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import gymnasium as gym  # noqa: E402
 import pygame  # noqa: E402
 
-import ram_env  # noqa: E402,F401  (registers the tasks)
-from ram_env import render  # noqa: E402
+from ram_env import TASKS, render, task_id  # noqa: E402  (importing ram_env registers the tasks)
+from ram_env.datasets import DATASETS, DatasetError  # noqa: E402
 
 STATUS = 52  # height of the status lines under the frame
 
@@ -133,9 +135,9 @@ class Game:
         self.window.blit(pygame.surfarray.make_surface(frame.transpose(1, 0, 2)), (0, 0))
         text, colour = self.prompt()
         y = self.layout.height
-        self.window.blit(render._font(22).render(text, True, colour), (render.MARGIN, y + 2))
+        self.window.blit(render.font(22).render(text, True, colour), (render.MARGIN, y + 2))
         score = f"score {self.score}/{self.played}    Esc quits"
-        self.window.blit(render._font(22).render(score, True, render.MUTED_COLOUR), (render.MARGIN, y + 26))
+        self.window.blit(render.font(22).render(score, True, render.MUTED_COLOUR), (render.MARGIN, y + 26))
         pygame.display.flip()
         self.dirty = False
 
@@ -166,24 +168,52 @@ class Game:
         self.owns_display = False
 
 
-def main(argv: list[str] | None = None) -> tuple[int, int]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="RAM/MNIST-v0", help="a registered task id (default: %(default)s)")
-    parser.add_argument(
-        "--data-dir", default=None, help="folder with <dataset>/raw/ (default: $RAM_DATA_DIR, else ./data)"
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    tasks = [task_id(pattern, dataset) for dataset in DATASETS for pattern in TASKS]
+    p = argparse.ArgumentParser(prog="ram-play", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--task", default="RAM/MNIST-v0", choices=tasks, metavar="TASK", help="a RAM task id (default: %(default)s)"
     )
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--episodes", type=int, default=None, help="stop after this many images (default: until Esc)")
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
-    env = gym.make(args.task, render_mode="rgb_array", split=args.split, data_dir=args.data_dir)
+    p.add_argument("--data-dir", default=None, help="folder with <dataset>/raw/ (default: $RAM_DATA_DIR, else ./data)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="images to play (default: %(default)s)"
+    )
+    p.add_argument(
+        "--episodes", type=positive_int, default=None, help="stop after this many images (default: until Esc)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the first image")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Play from the command line; 0 when the game ends, 2 (and one line on stderr) on bad input."""
+    args = parser().parse_args(argv)
+    try:
+        env = gym.make(args.task, render_mode="rgb_array", split=args.split, data_dir=args.data_dir)
+    except (DatasetError, ValueError) as e:
+        print(f"ram-play: error: {e}", file=sys.stderr)
+        return 2
     try:
         score, played = Game(env, args.episodes, args.seed).run()
+    except pygame.error as e:  # no display to open a window on
+        print(f"ram-play: error: cannot open a window ({e})", file=sys.stderr)
+        return 2
     finally:
         env.close()
     print(f"score: {score}/{played}" + (f" ({100 * score / played:.0f}% right)" if played else ""))
-    return score, played
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,13 @@
 """The IDX loader on small files written here, its errors, the splits, and the real data of this machine."""
 
+import functools
 import gzip
+import hashlib
+import http.server
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +168,89 @@ def test_unknown_dataset_or_split():
         load("CIFAR", "test")
     with pytest.raises(ValueError, match="unknown split 'dev'; choose one of train, val, test"):
         load("MNIST", "dev")
+
+
+# ------------------------------------------------------------------- downloading through torchvision
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1 for this test; yields ``(folder, url)``."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def serve_mnist(monkeypatch, url: str, md5s: dict[str, str]) -> None:
+    """Point torchvision's MNIST class at ``url``, expecting the files ``md5s`` names with those checksums."""
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [url])
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", list(md5s.items()))
+
+
+def publish(folder: Path, seed: int = 0) -> tuple[dict, dict[str, str]]:
+    """Small MNIST files as ``.gz`` in ``folder``; the arrays and the MD5 of each file."""
+    arrays = write_dataset(folder / "made", "MNIST", gz=True, seed=seed)
+    md5s = {}
+    for stem in FILES:
+        data = (folder / "made" / "MNIST" / "raw" / f"{stem}.gz").read_bytes()
+        (folder / f"{stem}.gz").write_bytes(data)
+        md5s[f"{stem}.gz"] = hashlib.md5(data).hexdigest()
+    return arrays, md5s
+
+
+def test_a_download_through_torchvision_lands_files_that_load(tmp_path, mirror, monkeypatch):
+    folder, url = mirror
+    arrays, md5s = publish(folder)
+    serve_mnist(monkeypatch, url, md5s)
+    images, labels = load("MNIST", "test", data_dir=tmp_path / "data", download=True)
+    assert np.array_equal(images, arrays["t10k-images-idx3-ubyte"])
+    assert np.array_equal(labels, arrays["t10k-labels-idx1-ubyte"])
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    for stem in FILES:  # all four, unpacked beside the checked .gz
+        assert (raw / stem).is_file() and (raw / f"{stem}.gz").is_file()
+    train_labels = load("MNIST", "train", data_dir=tmp_path / "data", download=False)[1]
+    assert np.array_equal(train_labels, arrays["train-labels-idx1-ubyte"][:3])
+
+
+def test_a_failed_download_is_one_line_naming_the_folder_and_files(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port on which nothing listens: the connection is refused, as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve_mnist(monkeypatch, f"http://127.0.0.1:{port}/", {f"{stem}.gz": "0" * 32 for stem in FILES})
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(DatasetError, match=r"MNIST: missing .* Download failed \(Error downloading") as err:
+        load("MNIST", "test", data_dir=tmp_path, download=True)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path / "MNIST" / "raw") in message
+    assert all(stem in message for stem in FILES)
+
+
+def test_a_download_that_fails_its_checksum_names_the_file(tmp_path, mirror, monkeypatch):
+    folder, url = mirror
+    _, md5s = publish(folder)
+    md5s["t10k-labels-idx1-ubyte.gz"] = "0" * 32  # what torchvision expects differs from what the mirror serves
+    serve_mnist(monkeypatch, url, dict(sorted(md5s.items(), reverse=True)))  # the t10k files first
+    with pytest.raises(DatasetError) as err:
+        load("MNIST", "test", data_dir=tmp_path / "data", download=True)
+    path = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    assert str(err.value) == f"{path} fails its MD5 checksum (expected {'0' * 32}); delete it and download again"
+
+
+def test_reading_does_not_import_torchvision(data_dir):
+    code = (
+        "import sys; from ram_env.datasets import load; "
+        f"load('MNIST', 'test', data_dir={data_dir!r}, download=False); "
+        "assert 'torchvision' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # ------------------------------------------------------------------------------------ the real data here

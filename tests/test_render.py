@@ -1,5 +1,7 @@
 """Rendering: frames, the human window, GIFs, videos and the play-it-yourself game (SDL_VIDEODRIVER=dummy)."""
 
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -9,7 +11,7 @@ import pytest
 from PIL import Image
 
 import ram_env  # noqa: F401
-from ram_env import play, render
+from ram_env import play, recording, render
 from ram_env.env import GlimpseEnv
 from ram_env.sensor import Retina
 from ram_env.vector import GlimpseVectorEnv
@@ -249,10 +251,11 @@ def test_two_human_envs_share_one_window(data_dir):
 def test_closing_the_window_stops_rendering_cleanly(data_dir):
     env = fast_human_env(data_dir)
     env.reset(seed=0)
+    assert not env.window_closed
     pygame.event.post(pygame.event.Event(pygame.QUIT))
     env.step({"location": np.zeros(2, np.float32), "label": 0})  # its render sees the QUIT
     assert not pygame.display.get_init()
-    assert env._renderer.closed_by_user
+    assert env.window_closed
     run_episode(env)  # the env still works, without a window
     assert not pygame.display.get_init()
     env.close()
@@ -261,12 +264,12 @@ def test_closing_the_window_stops_rendering_cleanly(data_dir):
 def test_watch_plays_episodes_and_stops_when_the_window_closes(data_dir):
     env = gym.make("RAM/MNIST-v0", render_mode="human", data_dir=data_dir, split="test")
     env.unwrapped.metadata = {**env.unwrapped.metadata, "render_fps": 1000}
-    policy = render.random_policy(env.action_space, seed=0)
-    results = render.watch(env, policy, n_episodes=2, hold=0.01)
+    policy = recording.random_policy(env.action_space, seed=0)
+    results = recording.watch(env, policy, n_episodes=2, hold=0.01)
     assert len(results) == 2 and all(isinstance(r, bool) for r in results)
     assert pygame.display.get_init()
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE))
-    assert render.watch(env, policy, indices=[0, 1, 2], hold=0) == []
+    assert recording.watch(env, policy, indices=[0, 1, 2], hold=0) == []
     assert not pygame.display.get_init()
     env.close()
 
@@ -281,15 +284,19 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
     def policy(obs, first):
         calls.append(first)
         assert obs["glimpse"].shape[0] == 4
-        return render.random_policy(vec.single_action_space, 0)(obs, first)
+        return recording.random_policy(vec.single_action_space, 0)(obs, first)
 
-    frames = render.record_episodes(vec, policy, indices=[5, 6, 7, 8])
+    frames = recording.record_episodes(vec, policy, indices=[5, 6, 7, 8])
     assert len(frames) == vec.core.n_glimpses + 1 and calls == [True] + [False] * (vec.core.n_glimpses - 1)
     assert list(vec.core.index) == [5, 6, 7, 8]
     assert all(f.shape == frames[0].shape and f.dtype == np.uint8 for f in frames)
 
-    path = render.record_gif(
-        vec, render.random_policy(vec.single_action_space, 0), tmp_path / "sub" / "ep.gif", indices=[0, 1, 2, 3], fps=5
+    path = recording.record_gif(
+        vec,
+        recording.random_policy(vec.single_action_space, 0),
+        tmp_path / "sub" / "ep.gif",
+        indices=[0, 1, 2, 3],
+        fps=5,
     )
     with Image.open(path) as gif:
         assert gif.n_frames == vec.core.n_glimpses + 1
@@ -301,14 +308,14 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
             durations.append(gif.info["duration"])
     assert durations[0] == 200 and durations[-1] > durations[0]  # a pause on the last frame
 
-    small = render.save_gif(frames, tmp_path / "small.gif", max_side=200)
+    small = recording.save_gif(frames, tmp_path / "small.gif", max_side=200)
     with Image.open(small) as gif:
         assert max(gif.size) == 200
 
 
 def test_record_episodes_needs_rgb_array(data_dir):
     with pytest.raises(ValueError, match="rgb_array"):
-        render.record_episodes(GlimpseVectorEnv(2, data_dir=data_dir), lambda o, f: None)
+        recording.record_episodes(GlimpseVectorEnv(2, data_dir=data_dir), lambda o, f: None)
 
 
 def test_record_video_says_what_to_install(data_dir, tmp_path, monkeypatch):
@@ -318,13 +325,15 @@ def test_record_video_says_what_to_install(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "moviepy" else real(name, *a))
     env = gym.make("RAM/MNIST-v0", render_mode="rgb_array", data_dir=data_dir)
     with pytest.raises(gym.error.DependencyNotInstalled, match=r"pip install -e '\.\[video\]'"):
-        render.record_video(env, render.random_policy(env.action_space), tmp_path)
+        recording.record_video(env, recording.random_policy(env.action_space), tmp_path)
 
 
 def test_record_video_writes_one_file_per_episode(data_dir, tmp_path):
     pytest.importorskip("moviepy")
     env = gym.make("RAM/MNIST-v0", render_mode="rgb_array", data_dir=data_dir, split="test")
-    paths = render.record_video(env, render.random_policy(env.action_space, 0), tmp_path, indices=[0, 1])
+    paths = recording.record_video(
+        env, recording.random_policy(env.action_space, 0), tmp_path / "videos", indices=[0, 1]
+    )
     assert len(paths) == 2 and all(p.stat().st_size > 0 for p in paths)
     env.close()
 
@@ -405,3 +414,48 @@ def test_play_quits_on_escape_and_shows_prompts(data_dir):
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE))
     assert game.run(max_frames=100) == (1, 1)
     assert game.phase == "look"  # the space started a new episode before Esc
+
+
+def test_play_main_returns_0_when_the_game_ends(data_dir, monkeypatch, capsys):
+    escape = [pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE)]
+    monkeypatch.setattr(pygame.event, "get", lambda: escape)
+    assert play.main(["--data-dir", data_dir, "--seed", "0", "--task", "RAM/TranslatedMNIST60-v0"]) == 0
+    assert capsys.readouterr().out == "score: 0/0\n"
+    assert not pygame.display.get_init()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--episodes", "0"], "argument --episodes: must be a positive integer, got '0'"),
+        (["--episodes", "two"], "argument --episodes: must be a positive integer, got 'two'"),
+        (["--task", "RAM/CIFAR-v0"], "argument --task: invalid choice: 'RAM/CIFAR-v0'"),
+        (["--split", "dev"], "argument --split: invalid choice: 'dev'"),
+    ],
+)
+def test_play_bad_flags_exit_2_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        play.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_play_bad_data_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    corrupt = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"not an idx file")
+    labels = (0x801).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x03"  # a valid IDX file of one label
+    (corrupt.parent / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    assert play.main(["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ram-play: error: ") and str(corrupt) in err
+
+
+def test_play_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "ram_env.play", "--episodes", "-1"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.splitlines()[-1] == "ram-play: error: argument --episodes: must be a positive integer, got '-1'"
+    )
