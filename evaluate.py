@@ -82,19 +82,19 @@ def load_agent(args: argparse.Namespace):
 
 def show(args: argparse.Namespace) -> str:
     """Watch or record episodes of the first ``--episodes`` images of the split."""
-    from ram_env import GlimpseEnv, GlimpseVectorEnv, render
+    from ram_env import GlimpseEnv, GlimpseVectorEnv, recording
 
     kwargs, policy = load_agent(args)
     indices = np.arange(args.episodes)
     if args.gif:
         envs = GlimpseVectorEnv(args.episodes, render_mode="rgb_array", **kwargs)
-        render.record_gif(envs, policy, args.gif, indices, max_side=800)
+        recording.record_gif(envs, policy, args.gif, indices, max_side=800)
         return f"wrote {args.gif}"
     if args.video:
-        paths = render.record_video(GlimpseEnv(render_mode="rgb_array", **kwargs), policy, args.video, indices=indices)
+        paths = recording.record_video(GlimpseEnv(render_mode="rgb_array", **kwargs), policy, args.video, indices=indices)
         return f"wrote {len(paths)} videos to {args.video}"
     env = GlimpseEnv(render_mode="human", **kwargs)
-    results = render.watch(env, policy, indices=indices)
+    results = recording.watch(env, policy, indices=indices)
     env.close()
     return f"{sum(results)} of {len(results)} episodes right"
 

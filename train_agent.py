@@ -303,7 +303,7 @@ def main(argv=None) -> int:
 def write_gif(model, config: TrainConfig, path: Path) -> None:
     """A 4x4 grid of the model's episodes on the first validation images."""
     from agents.ram import BatchPolicy
-    from ram_env import render
+    from ram_env import recording
 
     envs = gym.make_vec(
         config.env_id,
@@ -314,7 +314,7 @@ def write_gif(model, config: TrainConfig, path: Path) -> None:
         render_mode="rgb_array",
         **config.env_kwargs,
     )
-    render.record_gif(envs, BatchPolicy(model.cpu()), path, indices=range(16), max_side=640)
+    recording.record_gif(envs, BatchPolicy(model.cpu()), path, indices=range(16), max_side=640)
     print(f"wrote {path}")
 
 
