@@ -34,8 +34,8 @@ def has_env_steps(metrics: dict[str, list[float]]) -> bool:
     return any(not math.isnan(v) for v in metrics.get("env_steps", []))
 
 
-def plot(runs: list[Path], out: Path) -> Path:
-    """Draw every run's val error on two panels (env steps or epochs; training minutes) into ``out``."""
+def figure(runs: list[Path]):
+    """A matplotlib figure of every run's val error on two panels: env steps (or epochs), training minutes."""
     import matplotlib
     import matplotlib.ticker
 
@@ -66,6 +66,14 @@ def plot(runs: list[Path], out: Path) -> Path:
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     by_time.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(runs: list[Path], out: Path) -> Path:
+    """Write :func:`figure` of ``runs`` to ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
