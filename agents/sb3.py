@@ -248,14 +248,14 @@ def _resumed_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any]) -> dic
 
 
 def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The config of a new run; ``settings`` holds train()'s keyword arguments."""
+    """The config of a new run; ``settings`` holds train()'s arguments that a resumed run keeps."""
     if settings["action"] not in ACTIONS:
         raise ValueError(f"unknown action {settings['action']!r}; choose one of {', '.join(ACTIONS)}")
     if (run_dir / "model.zip").exists():
         raise FileExistsError(f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir")
     hp = copy.deepcopy(HYPERPARAMS[algo])
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
-    total = int(settings["total_timesteps"])
+    total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
     return {
         "learner": "sb3",
@@ -263,11 +263,9 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         "policy": _policy_name(algo),
         "env": env_kwargs,
         "hyperparameters": hp,
-        "total_timesteps": total,
         "seed": int(settings["seed"]),
-        "n_envs": int(settings["n_envs"]),
         "eval_episodes": int(settings["eval_episodes"]),
-        "eval_every": max(eval_every, int(hp["n_steps"]) * int(settings["n_envs"])),  # at least one rollout
+        "eval_every": max(eval_every, int(hp["n_steps"]) * n_envs),  # at least one rollout
         "action": settings["action"],
         "grid": int(settings["grid"]),
         "wrappers": [
@@ -302,6 +300,8 @@ def _model(config: dict[str, Any], run_dir: Path, venv, device: str, tensorboard
 
 def _run_callback(config, run_dir: Path, val_env, kept: list[dict[str, str]] | None, tensorboard: bool):
     """The callback writing the run folder; ``kept``: the rows a resumed run continues (None: a new run)."""
+    if config["eval_episodes"] > val_env.n_images:
+        raise ValueError(f"eval_episodes={config['eval_episodes']} exceeds the {val_env.n_images} validation images")
     rounds = int(kept[-1]["epoch"]) if kept else 0
     runlog = RunLog(run_dir, resume_after=None if kept is None else rounds, tensorboard=tensorboard)
     return RunCallback(
@@ -360,20 +360,11 @@ def train(
     if resume:
         config = _resumed_config(run_dir, algo, env_kwargs)
     else:
-        settings = dict(
-            total_timesteps=total_timesteps,
-            seed=seed,
-            n_envs=n_envs,
-            eval_episodes=eval_episodes,
-            eval_every=eval_every,
-            hyperparameters=hyperparameters,
-            action=action,
-            grid=grid,
-        )
+        settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
+        settings.update(hyperparameters=hyperparameters, total_timesteps=total_timesteps, n_envs=n_envs)
         config = _new_config(run_dir, algo, env_kwargs, settings)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "best.zip").unlink(missing_ok=True)
-    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs))
+    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs))  # a resumed run may change both
     _write_json(run_dir / "config.json", config)
 
     action, grid = config.get("action", "box"), int(config.get("grid", 7))
@@ -382,8 +373,6 @@ def train(
     kept = _rounds_kept(run_dir, model.num_timesteps) if resume else []
     venv.seed(int(config["seed"]) + model.num_timesteps)
     val_env = make_task_vec(env_kwargs, int(config["eval_episodes"]), "val")
-    if config["eval_episodes"] > val_env.n_images:
-        raise ValueError(f"eval_episodes={config['eval_episodes']} exceeds the {val_env.n_images} validation images")
     callback = _run_callback(config, run_dir, val_env, kept if resume else None, tensorboard)
     t0 = time.perf_counter()
     remaining = int(total_timesteps) - model.num_timesteps

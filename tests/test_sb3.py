@@ -193,6 +193,9 @@ def test_resume_continues_to_the_budget(ppo_run, data_dir, tmp_path):
 def test_a2c_trains(tmp_path, data_dir):
     summary = _train("a2c", tmp_path, data_dir)
     assert summary["timesteps"] >= 2048
+    m = read_metrics(tmp_path)
+    assert m["env_steps"][-1] == summary["timesteps"] and len(m["epoch"]) >= 3
+    assert all(lr == 1e-4 for lr in m["lr"])  # A2C's own learning rate, read from its optimizer
     assert (tmp_path / "best.zip").is_file() and (tmp_path / "model.zip").is_file()
     correct, config = sb3.evaluate(tmp_path, data_dir=data_dir, limit=20)
     assert correct.shape == (20,) and config["algo"] == "a2c"
