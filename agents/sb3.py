@@ -60,6 +60,8 @@ __all__ = [
     "algo_class",
     "make_env",
     "make_task_vec",
+    "task_env_id",
+    "task_kwargs",
     "make_vec_env",
     "policy_of",
     "train",
