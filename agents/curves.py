@@ -1,53 +1,79 @@
-"""Learning curves from run folders: val error against epoch and against training time.
+"""Learning curves from run folders of any learner: val error against env steps and against training time.
 
-python -m agents.curves runs/MNIST-v0-ram-seed1 [more runs...] --out results/curves.png
+python -m agents.curves runs/MNIST-v0-ram-seed1 runs/MNIST-v0-ppo-seed1 --out results/curves.png
+
+Every learner writes the same ``metrics.csv`` (:mod:`agents.runlog`), so a RAM run and a
+Stable-Baselines3 run share both axes: ``env_steps`` (env steps summed over envs: the experience each
+learner has used) and ``elapsed_seconds`` (training time). Epochs are not shared, since the RAM agent's
+epoch and an SB3 evaluation round cover different numbers of steps; the first panel falls back to them
+only when no run records ``env_steps`` (run folders that predate the contract).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 from pathlib import Path
 
-
-def read_metrics(run: Path) -> dict[str, list[float]]:
-    """The columns of ``run/metrics.csv`` as lists of floats."""
-    path = Path(run) / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.csv in {run}")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path} holds no finished epoch yet")
-    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+from agents.runlog import read_metrics
 
 
 def label_of(run: Path) -> str:
-    config = json.loads((Path(run) / "config.json").read_text())
-    return f"{Path(run).name} ({config.get('env_id', config.get('algo', '?'))})"
+    """The run's folder name and what trained it (the RAM agent's task, or the SB3 algorithm)."""
+    path = Path(run) / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    if config.get("learner") == "sb3" or config.get("algo", "ram") != "ram":
+        what = f"SB3 {config.get('algo', '?')}"
+    else:
+        what = f"RAM, {config.get('env_id', '?')}"
+    return f"{Path(run).name} ({what})"
 
 
-def plot(runs: list[Path], out: Path) -> Path:
+def has_env_steps(metrics: dict[str, list[float]]) -> bool:
+    return any(not math.isnan(v) for v in metrics.get("env_steps", []))
+
+
+def figure(runs: list[Path]):
+    """A matplotlib figure of every run's val error on two panels: env steps (or epochs), training minutes."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for run in runs:
-        m = read_metrics(run)
-        by_epoch.plot(m["epoch"], m["val_error"], label=label_of(run))
-        by_time.plot([s / 60 for s in m["elapsed_seconds"]], m["val_error"], label=label_of(run))
-    by_epoch.set(xlabel="epoch", ylabel="val error (%)", yscale="log")
+    metrics = {run: read_metrics(run) for run in runs}
+    by_steps = any(has_env_steps(m) for m in metrics.values())
+    fig, (first, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for i, (run, m) in enumerate(metrics.items()):
+        label, color = label_of(run), f"C{i % 10}"  # one colour per run on both panels
+        if not by_steps:
+            first.plot(m["epoch"], m["val_error"], color=color)
+        elif has_env_steps(m):
+            first.plot(m["env_steps"], m["val_error"], color=color)
+        else:
+            label += " [no env_steps]"
+        by_time.plot([s / 60 for s in m["elapsed_seconds"]], m["val_error"], label=label, color=color)
+    if by_steps:
+        first.set(xlabel="env steps (all envs)", xscale="log")
+    else:
+        first.set(xlabel="epoch")
+    first.set(ylabel="val error (%)", yscale="log")
     by_time.set(xlabel="training time (minutes)")
-    for ax in (by_epoch, by_time):
+    for ax in (first, by_time):
         ax.grid(True, which="both", alpha=0.3)
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    by_epoch.legend(fontsize=8)
+    by_time.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(runs: list[Path], out: Path) -> Path:
+    """Write :func:`figure` of ``runs`` to ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -56,7 +82,7 @@ def plot(runs: list[Path], out: Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path, nargs="+", help="run folders holding metrics.csv and config.json")
+    p.add_argument("runs", type=Path, nargs="+", help="run folders holding metrics.csv (and config.json)")
     p.add_argument("--out", type=Path, default=Path("curves.png"))
     args = p.parse_args(argv)
     try:

@@ -15,9 +15,14 @@ still 1.0 for the right label on the last step, the validation/test images are t
 | :class:`GlimpseHistoryWrapper` | observation | ``Box`` (flat, default) or ``Dict`` of all glimpses so far     |
 
 Each action wrapper converts both ways: ``to_native(action)`` gives the env's ``dict(location, label)``
-and ``from_native(native)`` the wrapped action; both also take a leading batch axis, so a policy trained
-on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv`. :class:`GlimpseHistory` is the
-batched bookkeeping behind :class:`GlimpseHistoryWrapper`, for the same purpose.
+and ``from_native(native)`` the wrapped action; both also take a leading batch axis. The same conversions
+are plain functions of the wrapped action space, :func:`to_native_action` and :func:`from_native_action`,
+so a policy trained on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv` without
+building a single env. :class:`GlimpseHistory` is the batched bookkeeping behind
+:class:`GlimpseHistoryWrapper`, for the same purpose, and :func:`history_space` its observation space.
+
+The wrappers record their constructor arguments (``gymnasium.utils.RecordConstructorArgs``) as
+Gymnasium's own do, so ``env.spec`` can rebuild a wrapped env and ``check_env`` passes with its defaults.
 
 ```python
 >>> import gymnasium as gym, ram_env
@@ -41,6 +46,11 @@ __all__ = [
     "DiscreteActionWrapper",
     "GlimpseHistoryWrapper",
     "GlimpseHistory",
+    "flat_action_space",
+    "discrete_action_space",
+    "to_native_action",
+    "from_native_action",
+    "history_space",
     "flatten_native_obs",
 ]
 
@@ -56,19 +66,104 @@ def _native_spaces(env: gym.Env) -> tuple[spaces.Dict, int, int]:
     return space, int(space["label"].n), int(config.n_glimpses)
 
 
-def _as_float_action(action: Any, size: int, name: str) -> np.ndarray:
+def flat_action_space(n_classes: int) -> spaces.Box:
+    """The action space of :class:`FlatActionWrapper`: two location coordinates, then a score per class."""
+    return spaces.Box(-1.0, 1.0, (2 + int(n_classes),), np.float32)
+
+
+def discrete_action_space(grid: int, n_classes: int) -> spaces.MultiDiscrete:
+    """The action space of :class:`DiscreteActionWrapper`: lattice column, lattice row, label."""
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
+    return spaces.MultiDiscrete([int(grid), int(grid), int(n_classes)])
+
+
+def _as_float_action(action: Any, size: int) -> np.ndarray:
     try:
         a = np.asarray(action, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} action must be numbers, got {action!r}") from None
+        raise ValueError(f"flat action must be numbers, got {action!r}") from None
     if a.ndim < 1 or a.shape[-1] != size:
-        raise ValueError(f"{name} action must have shape (..., {size}), got {a.shape}")
+        raise ValueError(f"flat action must have shape (..., {size}), got {a.shape}")
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} action must be finite, got {a.tolist()}")
+        raise ValueError(f"flat action must be finite, got {a.tolist()}")
+    if np.abs(a).max() > 1.0:
+        raise ValueError(f"flat action must lie in [-1, 1] (no clipping is done), got {a.tolist()}")
     return a
 
 
-class FlatActionWrapper(gym.ActionWrapper):
+def _flat_to_native(action: Any, n_classes: int) -> dict[str, np.ndarray]:
+    a = _as_float_action(action, 2 + n_classes)
+    label = np.argmax(a[..., 2:], axis=-1).astype(np.int64)
+    return {"location": a[..., :2].copy(), "label": label if label.ndim else np.int64(label)}
+
+
+def _discrete_to_native(action: Any, nvec: np.ndarray) -> dict[str, np.ndarray]:
+    a = np.asarray(action)
+    if a.ndim < 1 or a.shape[-1] != 3 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"discrete action must be integers of shape (..., 3), got {action!r}")
+    if (a < 0).any() or (a >= nvec).any():
+        raise ValueError(f"discrete action must lie in [0, {nvec.tolist()}), got {a.tolist()}")
+    lattice = np.linspace(-1.0, 1.0, int(nvec[0]), dtype=np.float32)
+    label = a[..., 2].astype(np.int64)
+    return {"location": lattice[a[..., :2]], "label": label if label.ndim else np.int64(label)}
+
+
+def _check_action_space(space: spaces.Space) -> None:
+    flat = isinstance(space, spaces.Box) and len(space.shape) == 1 and space.shape[0] > 2
+    discrete = isinstance(space, spaces.MultiDiscrete) and space.shape == (3,) and space.nvec[0] == space.nvec[1]
+    if not (flat or discrete):
+        raise ValueError(
+            f"expected a flat Box(2 + n_classes) or MultiDiscrete([grid, grid, n_classes]) space, got {space}"
+        )
+
+
+def to_native_action(action: Any, space: spaces.Space) -> dict[str, np.ndarray]:
+    """The native ``dict(location=(..., 2) float32, label=(...,) int64)`` of wrapped action(s).
+
+    :param action: one action of ``space``, or a batch of them (a leading axis)
+    :param space: :func:`flat_action_space` (label = arg-max of the scores, first on ties) or
+        :func:`discrete_action_space` (location = the lattice point)
+    """
+    _check_action_space(space)
+    if isinstance(space, spaces.Box):
+        return _flat_to_native(action, space.shape[0] - 2)
+    return _discrete_to_native(action, np.asarray(space.nvec))
+
+
+def from_native_action(native: dict, space: spaces.Space) -> np.ndarray:
+    """The action of ``space`` for native ``dict(location, label)`` action(s), optionally batched.
+
+    Flat: the location, then +1 on the label's score and -1 on the others, so
+    ``to_native_action(from_native_action(a))`` is ``a``. Discrete: the nearest lattice point and the label.
+    """
+    _check_action_space(space)
+    label = np.asarray(native["label"], dtype=np.int64)
+    if isinstance(space, spaces.Box):
+        location = np.asarray(native["location"], dtype=np.float32)
+        scores = np.full(label.shape + (space.shape[0] - 2,), -1.0, dtype=np.float32)
+        np.put_along_axis(scores, label[..., None], 1.0, axis=-1)
+        return np.concatenate([location, scores], axis=-1)
+    grid = int(space.nvec[0])
+    location = np.asarray(native["location"], dtype=np.float64)
+    index = np.clip(np.rint((location + 1.0) / 2.0 * (grid - 1)), 0, grid - 1).astype(np.int64)
+    return np.concatenate([index, label[..., None]], axis=-1)
+
+
+def _single_action(wrapper: gym.ActionWrapper, action: Any) -> dict[str, Any]:
+    """One native action for the wrapped single env, refusing a batch or a wrong shape in one line."""
+    shape = np.shape(action) if isinstance(action, (np.ndarray, list, tuple)) else None
+    kind = "flat" if isinstance(wrapper.action_space, spaces.Box) else "discrete"
+    if shape is not None and shape != wrapper.action_space.shape:
+        raise ValueError(
+            f"{type(wrapper).__name__} takes one {kind} action of shape {wrapper.action_space.shape}, got shape {shape}"
+            " (a batch of actions goes to a vector env, e.g. through to_native_action)"
+        )
+    native = to_native_action(action, wrapper.action_space)
+    return {"location": native["location"], "label": int(native["label"])}
+
+
+class FlatActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """A ``Box`` action for learners with Gaussian policies (PPO, A2C, SAC, ...).
 
     ## Action Space
@@ -80,8 +175,8 @@ class FlatActionWrapper(gym.ActionWrapper):
     | `0, 1`            | ``(x, y)`` of the next glimpse, as the native ``location``            |
     | `2 .. 1+n_classes` | one score per class; the native ``label`` is the arg-max (first on ties) |
 
-    An action outside ``[-1, 1]``, NaN or of the wrong shape raises ``ValueError`` (nothing is clipped
-    here; SB3 clips its Gaussian samples to the bounds itself before stepping).
+    An action outside ``[-1, 1]``, NaN or of the wrong shape (a batch included) raises ``ValueError``
+    (nothing is clipped here; SB3 clips its Gaussian samples to the bounds itself before stepping).
 
     Reversible: ``to_native(from_native(a)) == a`` for every native action ``a`` (``from_native`` puts
     +1 on the label's score and -1 on the others); ``from_native(to_native(f))`` keeps the location and
@@ -89,32 +184,24 @@ class FlatActionWrapper(gym.ActionWrapper):
     """
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ActionWrapper.__init__(self, env)
         _, self.n_classes, _ = _native_spaces(env)
-        self.action_space = spaces.Box(-1.0, 1.0, (2 + self.n_classes,), np.float32)
+        self.action_space = flat_action_space(self.n_classes)
 
     def to_native(self, action: Any) -> dict[str, np.ndarray]:
         """``(..., 2 + n_classes)`` flat action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
-        a = _as_float_action(action, 2 + self.n_classes, "flat")
-        if np.abs(a).max() > 1.0:
-            raise ValueError(f"flat action must lie in [-1, 1] (no clipping is done), got {a.tolist()}")
-        label = np.argmax(a[..., 2:], axis=-1).astype(np.int64)
-        return {"location": a[..., :2].copy(), "label": label if label.ndim else np.int64(label)}
+        return to_native_action(action, self.action_space)
 
     def from_native(self, action: dict) -> np.ndarray:
         """``dict(location, label)`` (optionally batched) -> the flat action whose arg-max is ``label``."""
-        location = np.asarray(action["location"], dtype=np.float32)
-        label = np.asarray(action["label"], dtype=np.int64)
-        scores = np.full(label.shape + (self.n_classes,), -1.0, dtype=np.float32)
-        np.put_along_axis(scores, label[..., None], 1.0, axis=-1)
-        return np.concatenate([location, scores], axis=-1)
+        return from_native_action(action, self.action_space)
 
     def action(self, action: Any) -> dict[str, Any]:
-        native = self.to_native(action)
-        return {"location": native["location"], "label": int(native["label"])}
+        return _single_action(self, action)
 
 
-class DiscreteActionWrapper(gym.ActionWrapper):
+class DiscreteActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """A ``MultiDiscrete`` action for learners with categorical policies (PPO, A2C, DQN-style, ...).
 
     ## Action Space
@@ -138,35 +225,23 @@ class DiscreteActionWrapper(gym.ActionWrapper):
     """
 
     def __init__(self, env: gym.Env, grid: int = 7):
-        super().__init__(env)
-        if not isinstance(grid, (int, np.integer)) or grid < 2:
-            raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
+        gym.utils.RecordConstructorArgs.__init__(self, grid=grid)
+        gym.ActionWrapper.__init__(self, env)
         _, self.n_classes, _ = _native_spaces(env)
+        self.action_space = discrete_action_space(grid, self.n_classes)
         self.grid = int(grid)
         self.lattice = np.linspace(-1.0, 1.0, self.grid, dtype=np.float32)
-        self.action_space = spaces.MultiDiscrete([self.grid, self.grid, self.n_classes])
 
     def to_native(self, action: Any) -> dict[str, np.ndarray]:
         """``(..., 3)`` integer action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
-        a = np.asarray(action)
-        if a.ndim < 1 or a.shape[-1] != 3 or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"discrete action must be integers of shape (..., 3), got {action!r}")
-        high = np.array([self.grid, self.grid, self.n_classes])
-        if (a < 0).any() or (a >= high).any():
-            raise ValueError(f"discrete action must lie in [0, {high.tolist()}), got {a.tolist()}")
-        label = a[..., 2].astype(np.int64)
-        return {"location": self.lattice[a[..., :2]], "label": label if label.ndim else np.int64(label)}
+        return to_native_action(action, self.action_space)
 
     def from_native(self, action: dict) -> np.ndarray:
         """``dict(location, label)`` (optionally batched) -> the discrete action at the nearest lattice point."""
-        location = np.asarray(action["location"], dtype=np.float64)
-        index = np.clip(np.rint((location + 1.0) / 2.0 * (self.grid - 1)), 0, self.grid - 1).astype(np.int64)
-        label = np.asarray(action["label"], dtype=np.int64)
-        return np.concatenate([index, label[..., None]], axis=-1)
+        return from_native_action(action, self.action_space)
 
     def action(self, action: Any) -> dict[str, Any]:
-        native = self.to_native(action)
-        return {"location": native["location"], "label": int(native["label"])}
+        return _single_action(self, action)
 
 
 def flatten_native_obs(obs: dict[str, np.ndarray], batched: bool = True) -> np.ndarray:
@@ -232,7 +307,19 @@ class GlimpseHistory:
         return {"glimpses": self.glimpses.copy(), "locations": self.locations.copy(), "step": self.step_one_hot()}
 
 
-class GlimpseHistoryWrapper(gym.Wrapper):
+def history_space(glimpse_shape: tuple[int, ...], n_glimpses: int, flatten: bool = True) -> spaces.Space:
+    """The observation space of :class:`GlimpseHistoryWrapper` for glimpses of ``glimpse_shape``."""
+    n = int(n_glimpses)
+    g = spaces.Box(0.0, 1.0, (n, *glimpse_shape), np.float32)
+    loc = spaces.Box(-1.0, 1.0, (n, 2), np.float32)
+    step = spaces.Box(0.0, 1.0, (n,), np.float32)
+    if not flatten:
+        return spaces.Dict(glimpses=g, locations=loc, step=step)
+    low = np.concatenate([np.zeros(g.shape).ravel(), -np.ones(loc.shape).ravel(), np.zeros(n)]).astype(np.float32)
+    return spaces.Box(low, np.ones_like(low), dtype=np.float32)
+
+
+class GlimpseHistoryWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Show a feed-forward policy the whole episode so far, so it needs no recurrence.
 
     ## Observation Space
@@ -257,7 +344,8 @@ class GlimpseHistoryWrapper(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, flatten: bool = True):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, flatten=flatten)
+        gym.Wrapper.__init__(self, env)
         obs_space = env.observation_space
         if not (isinstance(obs_space, spaces.Dict) and set(obs_space.spaces) == {"glimpse", "location"}):
             raise ValueError(
@@ -265,18 +353,8 @@ class GlimpseHistoryWrapper(gym.Wrapper):
             )
         _, _, n = _native_spaces(env)
         self.flatten = bool(flatten)
-        shape = obs_space["glimpse"].shape
-        self.history = GlimpseHistory(n, shape, num_envs=1)
-        g = spaces.Box(0.0, 1.0, (n, *shape), np.float32)
-        loc = spaces.Box(-1.0, 1.0, (n, 2), np.float32)
-        step = spaces.Box(0.0, 1.0, (n,), np.float32)
-        if self.flatten:
-            low = np.concatenate([np.zeros(g.shape).ravel(), -np.ones(loc.shape).ravel(), np.zeros(n)]).astype(
-                np.float32
-            )
-            self.observation_space = spaces.Box(low, np.ones_like(low), dtype=np.float32)
-        else:
-            self.observation_space = spaces.Dict(glimpses=g, locations=loc, step=step)
+        self.history = GlimpseHistory(n, obs_space["glimpse"].shape, num_envs=1)
+        self.observation_space = history_space(obs_space["glimpse"].shape, n, self.flatten)
 
     def _observation(self):
         if self.flatten:

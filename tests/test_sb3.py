@@ -2,12 +2,14 @@
 
 import csv
 import json
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 
 from agents import sb3
+from agents.runlog import METRICS, TAGS, read_metrics
 from ram_env.vector import GlimpseVectorEnv
 
 TASK = dict(dataset="MNIST", n_glimpses=6, patch_size=8, n_patches=1, scale=2)
@@ -42,19 +44,69 @@ def ppo_run(tmp_path_factory, data_dir):
     return run_dir, _train("ppo", run_dir, data_dir, steps=2048)
 
 
-def test_ppo_run_folder(ppo_run):
+@pytest.fixture(scope="module")
+def recurrent_run(tmp_path_factory, data_dir):
+    pytest.importorskip("sb3_contrib")
+    run_dir = tmp_path_factory.mktemp("recurrent_ppo")
+    return run_dir, _train("recurrent_ppo", run_dir, data_dir, steps=1024)
+
+
+def _single_env_correct(run_dir, split, data_dir, n):
+    """The reference scoring: one deterministic episode at a time on the wrapped single env."""
+    model, config = sb3.load(run_dir)
+    env = sb3.make_env(config["algo"], config["env"], split, data_dir, config["action"], config["grid"])
+    correct = np.zeros(n, dtype=bool)
+    for i in range(n):
+        obs, _ = env.reset(seed=0 if i == 0 else None, options={"index": i})
+        state, start, terminated = None, np.ones(1, dtype=bool), False
+        while not terminated:
+            action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+            obs, _, terminated, _, info = env.step(action)
+            start = np.zeros(1, dtype=bool)
+        correct[i] = info["correct"]
+    return correct
+
+
+def test_ppo_run_folder_follows_the_runlog_contract(ppo_run):
     run_dir, summary = ppo_run
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.csv", "model.zip", "best.zip"}
     assert not list(run_dir.glob(".*tmp*"))
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["algo"] == "ppo" and config["total_timesteps"] == 2048 and config["env"]["dataset"] == "MNIST"
-    assert "split" not in config["env"] and config["hyperparameters"]["gamma"] == 1.0
+    assert config["learner"] == "sb3" and config["algo"] == "ppo" and config["total_timesteps"] == 2048
+    assert config["env"]["dataset"] == "MNIST" and "split" not in config["env"]
+    assert config["hyperparameters"]["gamma"] == 1.0
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    assert list(rows[0]) == list(sb3.METRICS_FIELDS) and len(rows) >= 3
-    steps = [int(r["timesteps"]) for r in rows]
-    assert steps == sorted(steps) and steps[-1] == summary["timesteps"] >= 2048
-    assert all(0.0 <= float(r["val_error"]) <= 1.0 for r in rows)
-    assert summary["best_val_error"] == min(float(r["val_error"]) for r in rows)
+    assert tuple(rows[0]) == METRICS and len(rows) >= 3
+    m = read_metrics(run_dir)
+    assert m["epoch"] == list(range(1, len(rows) + 1))  # one evaluation round per row
+    assert m["env_steps"] == sorted(m["env_steps"]) and m["env_steps"][-1] == summary["timesteps"] >= 2048
+    # percents, not fractions: 64 val episodes make steps of 1/64 = 1.5625%
+    assert all(0.0 <= v <= 100.0 and (v / 1.5625).is_integer() for v in m["val_error"])
+    assert all(0.0 <= a <= 100.0 for a in m["train_accuracy"]) and max(m["train_accuracy"]) > 1.0
+    assert all(lr == 3e-4 for lr in m["lr"]) and all(s > 0 for s in m["samples_per_second"])
+    assert m["elapsed_seconds"] == sorted(m["elapsed_seconds"])
+    assert summary["best_val_error"] == min(m["val_error"])
+
+
+def test_tensorboard_events_hold_the_runlog_tags(ppo_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = ppo_run
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert set(TAGS.values()) <= set(events.Tags()["scalars"])
+    m = read_metrics(run_dir)
+    val = events.Scalars("val/error")
+    assert [e.step for e in val] == m["env_steps"]
+    np.testing.assert_allclose([e.value for e in val], m["val_error"], rtol=1e-5)
+    sb3_events = EventAccumulator(str(run_dir / "sb3_0"))  # SB3's own logger, in the run folder
+    sb3_events.Reload()
+    assert "rollout/ep_rew_mean" in sb3_events.Tags()["scalars"]
+
+
+def test_no_tensorboard_writes_no_events(tmp_path, data_dir):
+    _train("ppo", tmp_path, data_dir, steps=256, tensorboard=False)
+    assert (tmp_path / "metrics.csv").is_file() and not list(tmp_path.rglob("events.out.tfevents*"))
 
 
 def test_save_load_predicts_identically(ppo_run, data_dir):
@@ -105,18 +157,32 @@ def test_evaluate_scores_one_episode_per_image(ppo_run, data_dir):
     np.testing.assert_array_equal(correct, again)  # deterministic
 
 
-def test_resume_continues_to_the_budget(ppo_run, data_dir, tmp_path):
-    import shutil
+@pytest.mark.parametrize("run", ["ppo_run", "recurrent_run"])
+def test_batched_evaluate_equals_single_env_episodes(run, data_dir, request):
+    """The vector env plays the same fixed test episodes: the same flags as one episode at a time."""
+    run_dir, _ = request.getfixturevalue(run)
+    reference = _single_env_correct(run_dir, "test", data_dir, 60)
+    assert 0 < reference.sum() < 60  # a model that is neither always right nor always wrong
+    for batch_size in (500, 7):  # one batch; several with a padded last one
+        correct, _ = sb3.evaluate(run_dir, "test", data_dir, limit=60, batch_size=batch_size)
+        np.testing.assert_array_equal(correct, reference)
 
+
+def test_resume_continues_to_the_budget(ppo_run, data_dir, tmp_path):
     src, _ = ppo_run
     run_dir = tmp_path / "resumed"
     shutil.copytree(src, run_dir)
-    rows_before = len(list(csv.DictReader(open(run_dir / "metrics.csv"))))
+    before = read_metrics(run_dir)
+    with open(run_dir / "metrics.csv", "a") as f:  # a round interrupted after its row, before model.zip
+        f.write(f"{len(before['epoch']) + 1},{int(before['env_steps'][-1]) + 512},,,12.345,,,,1\n")
     summary = sb3.train("ppo", dict(TASK, data_dir=data_dir), run_dir, 3072, resume=True, progress_bar=False)
     assert summary["timesteps"] >= 3072
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    assert len(rows) > rows_before and int(rows[-1]["timesteps"]) == summary["timesteps"]
-    assert float(rows[-1]["wall_s"]) >= float(rows[rows_before - 1]["wall_s"])
+    m = read_metrics(run_dir)
+    k = len(before["epoch"])
+    assert m["epoch"] == list(range(1, len(m["epoch"]) + 1)) and len(m["epoch"]) > k
+    assert m["val_error"][:k] == before["val_error"] and 12.345 not in m["val_error"]  # the stale row is gone
+    assert m["env_steps"][-1] == summary["timesteps"] and m["env_steps"] == sorted(m["env_steps"])
+    assert m["elapsed_seconds"][k] > before["elapsed_seconds"][-1]
     assert json.loads((run_dir / "config.json").read_text())["total_timesteps"] == 3072
     with pytest.raises(FileExistsError, match="resume"):
         sb3.train("ppo", dict(TASK, data_dir=data_dir), run_dir, 3072, progress_bar=False)
@@ -127,6 +193,9 @@ def test_resume_continues_to_the_budget(ppo_run, data_dir, tmp_path):
 def test_a2c_trains(tmp_path, data_dir):
     summary = _train("a2c", tmp_path, data_dir)
     assert summary["timesteps"] >= 2048
+    m = read_metrics(tmp_path)
+    assert m["env_steps"][-1] == summary["timesteps"] and len(m["epoch"]) >= 3
+    assert all(lr == 1e-4 for lr in m["lr"])  # A2C's own learning rate, read from its optimizer
     assert (tmp_path / "best.zip").is_file() and (tmp_path / "model.zip").is_file()
     correct, config = sb3.evaluate(tmp_path, data_dir=data_dir, limit=20)
     assert correct.shape == (20,) and config["algo"] == "a2c"
@@ -143,11 +212,10 @@ def test_discrete_action_ppo_trains(tmp_path, data_dir):
     assert set(np.unique(out["location"])) <= set(np.linspace(-1, 1, 5, dtype=np.float32))
 
 
-def test_recurrent_ppo_round_trip(tmp_path, data_dir):
-    pytest.importorskip("sb3_contrib")
+def test_recurrent_ppo_round_trip(recurrent_run):
     from sb3_contrib import RecurrentPPO
 
-    summary = _train("recurrent_ppo", tmp_path, data_dir, steps=1024)
+    tmp_path, summary = recurrent_run
     assert summary["timesteps"] >= 1024
     model, config = sb3.load(tmp_path)
     again = RecurrentPPO.load(tmp_path / "best.zip", device="cpu")
@@ -158,8 +226,6 @@ def test_recurrent_ppo_round_trip(tmp_path, data_dir):
     b, state_b = again.predict(obs, episode_start=starts, deterministic=True)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(state_a[0], state_b[0])
-    correct, _ = sb3.evaluate(tmp_path, data_dir=data_dir, limit=10)
-    assert correct.shape == (10,)
     # the rendering policy carries the LSTM state over a whole episode of the vector env
     venv = GlimpseVectorEnv(num_envs=2, **config["env"])
     policy = sb3.batch_policy(tmp_path)
@@ -208,8 +274,7 @@ def test_vec_env_shows_what_the_wrappers_show(algo, data_dir):
     single = sb3.make_env(algo, kw)
     assert venv.observation_space == single.observation_space and venv.action_space == single.action_space
     obs = venv.reset()
-    index = int(venv.venv.core.index[1])
-    sobs, _ = single.reset(options={"index": index})
+    sobs, _ = single.reset(options={"index": venv.reset_infos[1]["index"]})
     np.testing.assert_array_equal(obs[1], sobs)
     rng = np.random.default_rng(0)
     for t in range(6):
@@ -222,7 +287,9 @@ def test_vec_env_shows_what_the_wrappers_show(algo, data_dir):
     assert dones.all() and terminated and rewards[1] == sreward
     np.testing.assert_array_equal(infos[1]["terminal_observation"], sobs)
     assert infos[1]["correct"] == sinfo["correct"] and infos[1]["episode"]["r"] == sreward
-    assert venv.venv.core.t.tolist() == [1, 1, 1]  # new episodes have begun
+    # new episodes have begun: the observation is the first one of the image each env now shows
+    fresh, _ = single.reset(options={"index": venv.reset_infos[2]["index"]})
+    np.testing.assert_array_equal(obs[2], fresh)
     assert obs.shape == (3,) + single.observation_space.shape
     venv.close()
 

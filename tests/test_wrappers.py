@@ -1,8 +1,11 @@
 """The SB3 adapters: spaces SB3 accepts, reversible actions, the glimpse history."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env
 
 import ram_env  # noqa: F401  (registers the ids)
@@ -12,8 +15,23 @@ from ram_env.wrappers import (
     FlatActionWrapper,
     GlimpseHistory,
     GlimpseHistoryWrapper,
+    discrete_action_space,
+    flat_action_space,
     flatten_native_obs,
+    from_native_action,
+    history_space,
+    to_native_action,
 )
+
+# Every stack agents/ trains on (the first is the README's), built as a user builds it: gym.make, then wrappers.
+STACKS = {
+    "history+flat (README)": lambda env: FlatActionWrapper(GlimpseHistoryWrapper(env)),
+    "history+discrete": lambda env: DiscreteActionWrapper(GlimpseHistoryWrapper(env), grid=5),
+    "dict-history+flat": lambda env: FlatActionWrapper(GlimpseHistoryWrapper(env, flatten=False)),
+    "dict-history+discrete": lambda env: DiscreteActionWrapper(GlimpseHistoryWrapper(env, flatten=False)),
+    "flatten+flat (LSTM)": lambda env: FlatActionWrapper(gym.wrappers.FlattenObservation(env)),
+    "flatten+discrete (LSTM)": lambda env: DiscreteActionWrapper(gym.wrappers.FlattenObservation(env), grid=7),
+}
 
 
 @pytest.fixture
@@ -23,12 +41,37 @@ def base(data_dir):
     env.close()
 
 
-@pytest.mark.parametrize("flatten", [True, False])
-@pytest.mark.parametrize("action", ["flat", "discrete"])
-def test_check_env_passes_on_wrapped_envs(data_dir, flatten, action):
-    env = GlimpseHistoryWrapper(gym.make("RAM/MNIST-v0", data_dir=data_dir).unwrapped, flatten=flatten)
-    env = FlatActionWrapper(env) if action == "flat" else DiscreteActionWrapper(env, grid=5)
-    check_env(env, warn=True, skip_render_check=True)
+@pytest.mark.parametrize("stack", STACKS)
+def test_gymnasium_check_env_passes_with_default_arguments(data_dir, stack):
+    env = STACKS[stack](gym.make("RAM/MNIST-v0", data_dir=data_dir))
+    gym_check_env(env)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_sb3_check_env_passes(data_dir, stack):
+    env = STACKS[stack](gym.make("RAM/MNIST-v0", data_dir=data_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SB3 warns about spaces it cannot use; none here
+        if stack.startswith("dict"):  # 5-D glimpses and 2-D locations: MultiInputPolicy flattens them
+            warnings.filterwarnings(
+                "ignore", message="Your observation (glimpses|locations) has an unconventional shape"
+            )
+        check_env(env)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_spec_records_the_wrappers_and_rebuilds_the_stack(data_dir, stack):
+    env = STACKS[stack](gym.make("RAM/MNIST-v0", data_dir=data_dir))
+    again = gym.make(env.spec)
+    assert again.spec == env.spec and str(again) == str(env)
+    assert again.observation_space == env.observation_space and again.action_space == env.action_space
+    names = [w.name for w in env.spec.additional_wrappers]
+    assert names[-1] in ("FlatActionWrapper", "DiscreteActionWrapper") and len(names) == 2
+    kwargs = {w.name: w.kwargs for w in env.spec.additional_wrappers}
+    if "DiscreteActionWrapper" in kwargs:
+        assert kwargs["DiscreteActionWrapper"] == {"grid": env.grid}
+    if "GlimpseHistoryWrapper" in kwargs:
+        assert kwargs["GlimpseHistoryWrapper"] == {"flatten": env.env.flatten}
 
 
 def test_check_env_passes_on_translated_task(data_dir):
@@ -82,6 +125,49 @@ def test_discrete_action_round_trips(base):
     np.testing.assert_allclose(env.to_native(env.from_native(on))["location"], on["location"], atol=1e-6)
     off = {"location": np.array([0.1, -0.9], np.float32), "label": 4}
     np.testing.assert_allclose(env.to_native(env.from_native(off))["location"], [0.0, -1.0])
+
+
+@pytest.mark.parametrize("wrapper", [FlatActionWrapper, DiscreteActionWrapper])
+def test_single_env_wrappers_reject_a_batch_naming_both_shapes(base, wrapper):
+    env = wrapper(base)
+    env.reset(seed=0)
+    shape = env.action_space.shape
+    batch = np.stack([env.action_space.sample()] * 4)
+    with pytest.raises(
+        ValueError, match=rf"takes one \w+ action of shape \({shape[0]},\), got shape \(4, {shape[0]}\)"
+    ):
+        env.step(batch)
+    with pytest.raises(ValueError, match=rf"of shape \({shape[0]},\), got shape \({shape[0] - 1},\)"):
+        env.step(list(batch[0][:-1]))
+
+
+def test_space_conversions_are_the_wrappers(base):
+    """to_native_action / from_native_action need only the space, and convert as the wrappers do."""
+    rng = np.random.default_rng(2)
+    flat, disc = FlatActionWrapper(base), DiscreteActionWrapper(base, grid=5)
+    assert flat_action_space(10) == flat.action_space and discrete_action_space(5, 10) == disc.action_space
+    for env in (flat, disc):
+        env.action_space.seed(0)
+        batch = np.stack([env.action_space.sample() for _ in range(8)])
+        native = to_native_action(batch, env.action_space)
+        for i in range(8):
+            one = env.to_native(batch[i])
+            np.testing.assert_array_equal(native["location"][i], one["location"])
+            assert native["label"][i] == one["label"]
+        np.testing.assert_array_equal(from_native_action(native, env.action_space), env.from_native(native))
+    native = {"location": rng.uniform(-1, 1, (3, 2)).astype(np.float32), "label": np.array([0, 9, 4])}
+    back = to_native_action(from_native_action(native, flat.action_space), flat.action_space)
+    np.testing.assert_array_equal(back["location"], native["location"])
+    np.testing.assert_array_equal(back["label"], native["label"])
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        to_native_action(np.zeros(2), gym.spaces.Discrete(3))
+    with pytest.raises(ValueError, match="grid"):
+        discrete_action_space(1, 10)
+
+
+def test_history_space_is_the_wrappers(base):
+    for flatten in (True, False):
+        assert history_space((1, 1, 8, 8), 6, flatten) == GlimpseHistoryWrapper(base, flatten).observation_space
 
 
 def test_action_wrappers_reject_bad_actions(base):

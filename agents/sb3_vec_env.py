@@ -1,0 +1,128 @@
+"""GlimpseSB3VecEnv: Stable-Baselines3's ``VecEnv`` over a RAM task's native vector env.
+
+SB3 steps its ``n_envs`` environments through a ``VecEnv``; its ``DummyVecEnv`` loops in Python over
+wrapped single envs. This adapter steps one native :class:`~ram_env.vector.GlimpseVectorEnv` (made by
+``gym.make_vec(id, vectorization_mode="vector_entry_point")``) as one numpy batch instead, about 1.5x as
+fast, and shows SB3 exactly what the single-env wrappers of :mod:`ram_env.wrappers` show (tested).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from ram_env.wrappers import (
+    GlimpseHistory,
+    discrete_action_space,
+    flat_action_space,
+    flatten_native_obs,
+    history_space,
+    to_native_action,
+)
+
+ACTIONS = ("box", "discrete")
+
+
+class GlimpseSB3VecEnv(VecEnv):
+    """SB3's ``VecEnv`` over one native glimpse vector env: ``num_envs`` episodes stepped as one batch.
+
+    | `history` | observation (one row per env)                                                       |
+    |-----------|-------------------------------------------------------------------------------------|
+    | ``True``  | ``GlimpseHistoryWrapper``'s flat ``Box``: every glimpse and location so far, the step |
+    | ``False`` | ``FlattenObservation``'s ``Box``: the current glimpse, then its location             |
+
+    | `action`       | action (one row per env)                                         |
+    |----------------|------------------------------------------------------------------|
+    | ``"box"``      | ``FlatActionWrapper``'s ``Box(-1, 1, (2 + n_classes,))``            |
+    | ``"discrete"`` | ``DiscreteActionWrapper``'s ``MultiDiscrete([grid, grid, n_classes])`` |
+
+    All episodes last ``n_glimpses`` steps, so they end together and restart together (SB3's
+    auto-reset), with the final observation in ``info["terminal_observation"]``, the env's ``correct``
+    and ``label``, and a Monitor-style ``info["episode"]`` so that SB3 logs ``ep_rew_mean`` (the
+    training accuracy). ``reset_infos[i]["index"]`` is the image env ``i`` shows.
+
+    :param venv: the native vector env, ``gym.make_vec(id, n, vectorization_mode="vector_entry_point")``
+    :param history: show the whole episode so far (feed-forward policies) or the current glimpse (LSTM)
+    :param action: ``"box"`` or ``"discrete"``
+    :param grid: lattice points per axis of the discrete action
+    """
+
+    def __init__(self, venv: gym.vector.VectorEnv, history: bool = True, action: str = "box", grid: int = 7):
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
+        self.venv = venv
+        self.n_glimpses = int(venv.config.n_glimpses)
+        glimpse_shape = venv.single_observation_space["glimpse"].shape
+        n_classes = int(venv.single_action_space["label"].n)
+        self.history = GlimpseHistory(self.n_glimpses, glimpse_shape, venv.num_envs) if history else None
+        observation_space = (
+            history_space(glimpse_shape, self.n_glimpses)
+            if history
+            else gym.spaces.flatten_space(venv.single_observation_space)
+        )
+        action_space = flat_action_space(n_classes) if action == "box" else discrete_action_space(grid, n_classes)
+        self.render_mode = None
+        self._actions = None
+        self._t0 = time.perf_counter()
+        super().__init__(venv.num_envs, observation_space, action_space)
+
+    def _observe(self, native: dict[str, np.ndarray]) -> np.ndarray:
+        return flatten_native_obs(native) if self.history is None else self.history.flat()
+
+    def reset(self) -> np.ndarray:
+        native, info = self.venv.reset(seed=self._seeds[0])
+        self._reset_seeds()
+        self.reset_infos = [{"index": int(i)} for i in info["index"]]
+        if self.history is not None:
+            self.history.start(native)
+        return self._observe(native)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        native, rewards, terminated, truncated, info = self.venv.step(
+            to_native_action(self._actions, self.action_space)
+        )
+        dones = terminated | truncated
+        if not dones.any():
+            if self.history is not None:
+                self.history.add(native)
+            return self._observe(native), rewards.astype(np.float32), dones, [{} for _ in range(self.num_envs)]
+        if not dones.all():
+            raise RuntimeError("glimpse episodes all last n_glimpses steps; they cannot end apart")
+        final = self._observe(native)  # the env takes no glimpse on the last step
+        elapsed = round(time.perf_counter() - self._t0, 6)
+        infos = [
+            {
+                "correct": bool(info["correct"][i]),
+                "label": int(info["label"][i]),
+                "terminal_observation": final[i],
+                "TimeLimit.truncated": False,
+                "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed},
+            }
+            for i in range(self.num_envs)
+        ]
+        return self.reset(), rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def _n(self, indices) -> int:
+        return len(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self.venv, attr_name)] * self._n(indices)
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.venv, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [getattr(self.venv, method_name)(*method_args, **method_kwargs)] * self._n(indices)
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * self._n(indices)
