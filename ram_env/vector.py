@@ -92,7 +92,7 @@ class GlimpseVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rng = self._rng_source = None  # the backend's random stream, and the np_random it was made from
-        self._all = xp.arange(num_envs)
+        self._all = np.arange(num_envs)
         self._needs_reset = np.zeros(num_envs, dtype=bool)  # host, like the core's clocks
         self._answer = xp.zeros(num_envs, xp.int64) - 1
         self._history = xp.zeros((num_envs, self.core.n_glimpses, 2), xp.float32)
@@ -103,8 +103,9 @@ class GlimpseVectorEnv(VectorEnv):
     def _start(self, rows: np.ndarray | None, indices=None) -> None:
         """Start new episodes in ``rows`` (host indices; ``None``: all)."""
         self.core.reset(self._rng, rows, indices)
-        at = slice(None) if rows is None else self.xp.asarray(rows)
-        self._needs_reset[slice(None) if rows is None else rows] = False
+        host = slice(None) if rows is None else rows
+        at = host if rows is None else self.xp.asarray(rows)
+        self._needs_reset[host] = False
         self._answer[at] = -1
         self._history[at, 0] = self.core.location[at]
 
@@ -151,7 +152,7 @@ class GlimpseVectorEnv(VectorEnv):
         restart = self._needs_reset.copy()  # _start clears _needs_reset
         if not restart.any():  # the common case: every env takes its step
             rewards, terminated = core.step(None, location, label)
-            self._record(np.arange(self.num_envs), ~terminated)
+            self._record(self._all, ~terminated)
         else:  # Gymnasium's NEXT_STEP autoreset: envs that ended last step start anew and ignore their action
             rewards = xp.zeros(self.num_envs, xp.float64)
             terminated = np.zeros(self.num_envs, dtype=bool)
@@ -160,9 +161,8 @@ class GlimpseVectorEnv(VectorEnv):
             else:
                 self._start(np.flatnonzero(restart))
                 running = np.flatnonzero(~restart)
-                rewards[xp.asarray(running)], terminated[running] = core.step(
-                    running, location[xp.asarray(running)], label[xp.asarray(running)]
-                )
+                at = xp.asarray(running)
+                rewards[at], terminated[running] = core.step(running, location[at], label[at])
                 self._record(running, core.t[running] <= core.n_glimpses)
         infos = self._infos(label, restart, terminated)
         self._needs_reset = terminated.copy()  # a copy: the terminated flags returned stay as they are
