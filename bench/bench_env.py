@@ -1,6 +1,6 @@
 """Environment speed: the retina against the seed's per-image glimpse loop, single-env steps/s, vector glimpse-steps/s.
 
-    RAM_DATA_DIR=../shared/data .venv/bin/python bench/bench_env.py [--seconds 2]
+    RAM_DATA_DIR=../shared/data .venv/bin/python bench/bench_env.py [--seconds 2] [--device cuda]
 
 1. Glimpse extraction at 128 images on the 60x60 / 3-patch and 100x100 / 4-patch settings (12 px patches,
    scale 2). Two honest baselines of the seed's method, both checked to give the same numbers as ours:
@@ -18,7 +18,9 @@
 2. Single-env steps/s on ``RAM/MNIST-v0`` (episodes of 6 steps, resets included), through ``gym.make``
    (Gymnasium's default wrappers) and on the unwrapped env.
 3. Vector-env glimpse-steps/s (steps x envs, autoreset steps included) with 256 envs on
-   ``RAM/TranslatedMNIST60-v0`` through ``gym.make_vec(..., vectorization_mode="vector_entry_point")``.
+   ``RAM/TranslatedMNIST60-v0`` through ``gym.make_vec(..., vectorization_mode="vector_entry_point")``: the
+   numpy backend, then the torch backend (``device=``, actions handed over as tensors on the device), and
+   their ratio. ``--device cuda`` on a GPU machine (``--num-envs`` for a bigger batch); ``cpu`` by default.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def timeit(fn, seconds: float, min_runs: int = 3) -> tuple[float, float]:
 def seed_torch(
     images: torch.Tensor, locations: torch.Tensor, patch_size: int, n_patches: int, scale: int, canvas_size: int
 ):
-    """The seed's glimpse sensor (kevinzakka/recurrent-visual-attention ``Retina.foveate``), batch (B, 1, S, S) in [0, 1].
+    """The seed's glimpse sensor (kevinzakka/recurrent-visual-attention ``Retina.foveate``), batch (B, 1, S, S).
+
+    Images in [0, 1].
 
     One change: patch centres are rounded the way our retina rounds them (the seed truncated), so that
     both give the same numbers; this costs nothing.
@@ -107,10 +111,12 @@ def loop_numpy(canvases: np.ndarray, locations: np.ndarray, patch_size: int, n_p
 
 def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
     print(
-        "1. glimpse extraction, 128 images (MNIST test digits on cluttered canvases), patch 12, scale 2; glimpses a second"
+        "1. glimpse extraction, 128 images (MNIST test digits on cluttered canvases), patch 12, scale 2; "
+        "glimpses a second"
     )
     print(
-        f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'seed':>9}{'loop':>9}   speed-up over the faster baseline: retina / episode / worst"
+        f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'seed':>9}{'loop':>9}"
+        "   speed-up over the faster baseline: retina / episode / worst"
     )
     for size, n_patches in ((60, 3), (100, 4)):
         env = ram_env.GlimpseVectorEnv(
@@ -150,14 +156,20 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         t_loop = timeit(lambda: loop_numpy(canvases, locations, 12, n_patches, 2), seconds)
         for clock, name in ((0, "wall"), (1, "cpu")):
             base = min(t_seed[clock], t_loop[clock])
-            rate = lambda t: f"{128 / t[clock] / 1e3:8.1f}k"
+
+            def rate(t, clock=clock):
+                return f"{128 / t[clock] / 1e3:8.1f}k"
+
             print(
-                f"   {f'{size}x{size}, {n_patches} patches':<19}{name:<6}{rate(t_ret)}{rate(t_ep)}{rate(t_worst)}{rate(t_seed)}{rate(t_loop)}"
+                f"   {f'{size}x{size}, {n_patches} patches':<19}{name:<6}"
+                f"{rate(t_ret)}{rate(t_ep)}{rate(t_worst)}{rate(t_seed)}{rate(t_loop)}"
                 f"   {base / t_ret[clock]:5.1f}x / {base / t_ep[clock]:5.1f}x / {base / t_worst[clock]:5.1f}x"
-                f"   ({t_ret[clock] * 1e3:.2f} / {t_ep[clock] * 1e3:.2f} / {t_worst[clock] * 1e3:.2f} ms vs {base * 1e3:.2f} ms a batch)"
+                f"   ({t_ret[clock] * 1e3:.2f} / {t_ep[clock] * 1e3:.2f} / {t_worst[clock] * 1e3:.2f} ms"
+                f" vs {base * 1e3:.2f} ms a batch)"
             )
     print(
-        f"   retina: a batch of glimpses on built tables (an env step); episode: tables once + {n_glimpses} glimpses, per glimpse;\n"
+        "   retina: a batch of glimpses on built tables (an env step); "
+        f"episode: tables once + {n_glimpses} glimpses, per glimpse;\n"
         "   worst: tables rebuilt for every glimpse; seed: the seed's torch sensor; loop: per-image numpy loop.\n"
         "   wall = wall-clock; cpu = this process's CPU time (excludes waiting for a core on a shared machine)"
     )
@@ -184,32 +196,50 @@ def bench_single(seconds: float, data_dir) -> None:
 
         wall, cpu = timeit(episodes, seconds)
         print(
-            f"   {name:<10} {600 / wall:10,.0f} steps/s wall-clock   {600 / cpu:10,.0f} steps/s of CPU time  ({wall / 600 * 1e6:.1f} / {cpu / 600 * 1e6:.1f} us a step)"
+            f"   {name:<10} {600 / wall:10,.0f} steps/s wall-clock   {600 / cpu:10,.0f} steps/s of CPU time"
+            f"  ({wall / 600 * 1e6:.1f} / {cpu / 600 * 1e6:.1f} us a step)"
         )
 
 
-def bench_vector(seconds: float, data_dir, num_envs: int = 256) -> None:
+def bench_vector(seconds: float, data_dir, num_envs: int = 256, device: str = "cpu") -> None:
     print(
-        f"3. vector env, RAM/TranslatedMNIST60-v0, {num_envs} envs (8 glimpses an episode; NEXT_STEP autoreset steps included)"
+        f"3. vector env, RAM/TranslatedMNIST60-v0, {num_envs} envs (8 glimpses an episode; NEXT_STEP autoreset "
+        f"steps included): numpy backend against torch backend on {device!r}"
     )
-    env = gym.make_vec(
-        "RAM/TranslatedMNIST60-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", data_dir=data_dir
-    )
-    rng = np.random.default_rng(0)
-    actions = [
-        {"location": rng.uniform(-1, 1, (num_envs, 2)).astype(np.float32), "label": rng.integers(0, 10, num_envs)}
-        for _ in range(9)
-    ]
-    env.reset(seed=0)
+    rates = {}
+    for name, backend in (("numpy", {}), (f"torch {device}", {"device": device})):
+        env = gym.make_vec(
+            "RAM/TranslatedMNIST60-v0",
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            data_dir=data_dir,
+            **backend,
+        )
+        rng = np.random.default_rng(0)
+        actions = [
+            {"location": rng.uniform(-1, 1, (num_envs, 2)).astype(np.float32), "label": rng.integers(0, 10, num_envs)}
+            for _ in range(9)
+        ]
+        if backend:  # a learner on the device hands the env tensors on the device
+            actions = [{k: torch.as_tensor(v, device=device) for k, v in a.items()} for a in actions]
+        sync = torch.cuda.synchronize if backend and torch.device(device).type == "cuda" else lambda: None
+        env.reset(seed=0)
 
-    def steps():
-        for a in actions:  # one episode plus its autoreset step
-            env.step(a)
+        def steps():
+            for a in actions:  # one episode plus its autoreset step
+                env.step(a)
+            sync()
 
-    wall, cpu = timeit(steps, seconds)
-    print(
-        f"   {9 * num_envs / wall:10,.0f} glimpse-steps/s wall-clock   {9 * num_envs / cpu:10,.0f} glimpse-steps/s of CPU time  ({wall / 9 * 1e3:.2f} / {cpu / 9 * 1e3:.2f} ms a step of {num_envs} envs)"
-    )
+        wall, cpu = timeit(steps, seconds)
+        rates[name] = 9 * num_envs / wall
+        print(
+            f"   {name:<12}{9 * num_envs / wall:10,.0f} glimpse-steps/s wall-clock   "
+            f"{9 * num_envs / cpu:10,.0f} glimpse-steps/s of CPU time  "
+            f"({wall / 9 * 1e3:.2f} / {cpu / 9 * 1e3:.2f} ms a step of {num_envs} envs)"
+        )
+        env.close()
+    torch_rate, numpy_rate = rates[f"torch {device}"], rates["numpy"]
+    print(f"   torch {device} / numpy: {torch_rate / numpy_rate:.2f}x (wall-clock glimpse-steps/s)")
 
 
 def main() -> None:
@@ -218,16 +248,19 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", default=None, help="folder holding MNIST/raw/ (default: $RAM_DATA_DIR, else ./data)"
     )
+    parser.add_argument("--device", default="cpu", help="torch device of the torch backend in part 3 (cpu, cuda)")
+    parser.add_argument("--num-envs", type=int, default=256, help="envs of the vector env in part 3")
     args = parser.parse_args()
     torch.set_num_threads(1)  # like numpy here: one core each, on a machine shared with other work
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"bench_env: {platform.machine()}, {os.cpu_count()} CPUs (load average {load:.1f} at start), numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)"
+        f"bench_env: {platform.machine()}, {os.cpu_count()} CPUs (load average {load:.1f} at start), "
+        f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)"
     )
     t0 = time.perf_counter()
     bench_retina(args.seconds, args.data_dir)
     bench_single(args.seconds, args.data_dir)
-    bench_vector(args.seconds, args.data_dir)
+    bench_vector(args.seconds, args.data_dir, args.num_envs, args.device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"({time.perf_counter() - t0:.0f} s; load average {load:.1f} at the end)")
 

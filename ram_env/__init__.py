@@ -9,6 +9,10 @@ Mnih et al. (2014), each with the seed's settings as defaults (any keyword overr
 | ``RAM/Translated{D}60-v0``       | 60     | 0       | 8        | 12    | 3       | 2     |
 | ``RAM/Cluttered{D}60-v0``        | 60     | 4 of 8  | 8        | 12    | 3       | 2     |
 | ``RAM/Cluttered{D}100-v0``       | 100    | 4 of 8  | 8        | 12    | 4       | 2     |
+
+``gym.make(id)`` is one episode at a time (numpy); ``gym.make_vec(id, num_envs=N,
+vectorization_mode="vector_entry_point")`` is N episodes as one numpy batch, and with ``device="cuda"`` (any
+torch device) as torch tensors that never leave that device (see :class:`GlimpseVectorEnv`).
 """
 
 import gymnasium

@@ -8,13 +8,17 @@ cluttered   first ``n_clutter`` random ``clutter_size`` crops of other random di
 A :class:`Layout` holds every random choice for a batch, so drawing is a pure function of
 (images, layout): the val and test layouts are drawn once per split from a fixed seed, which makes the
 canvas of image ``i`` a pure function of (split, ``i``).
+
+The arithmetic is written once against a backend ``xp`` (:mod:`ram_env.backend`): numpy arrays by default,
+torch tensors on a device for the torch backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from ram_env.backend import NUMPY
 
 DIGIT = 28
 
@@ -44,83 +48,72 @@ class CanvasSpec:
 class Layout:
     """Random choices for a batch of canvases; all arrays are int64 and indexed by batch row."""
 
-    index: np.ndarray  # (B,) image index of the target digit
-    offset: np.ndarray  # (B, 2) top-left (x, y) of the digit on the canvas
-    clutter_index: np.ndarray  # (B, n_clutter) image the clutter is cut from
-    clutter_crop: np.ndarray  # (B, n_clutter, 2) top-left (x, y) of the crop inside that image
-    clutter_offset: np.ndarray  # (B, n_clutter, 2) top-left (x, y) of the crop on the canvas
+    index: Any  # (B,) image index of the target digit
+    offset: Any  # (B, 2) top-left (x, y) of the digit on the canvas
+    clutter_index: Any  # (B, n_clutter) image the clutter is cut from
+    clutter_crop: Any  # (B, n_clutter, 2) top-left (x, y) of the crop inside that image
+    clutter_offset: Any  # (B, n_clutter, 2) top-left (x, y) of the crop on the canvas
 
     def __getitem__(self, rows) -> "Layout":
         return Layout(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
+    def to(self, xp) -> "Layout":
+        """The same layout as arrays of the backend ``xp`` (on its device)."""
+        return Layout(*(xp.asarray(getattr(self, f)) for f in self.__dataclass_fields__))
 
-def sample_layout(spec: CanvasSpec, index: np.ndarray, n_images: int, rng: np.random.Generator) -> Layout:
+
+def sample_layout(spec: CanvasSpec, index, n_images: int, rng, xp=NUMPY) -> Layout:
     """Draw the random part of the canvases of the digits ``index`` (clutter comes from ``n_images`` images).
 
     Every choice is uniform: the digit's top-left over all positions that keep it on the canvas, each
-    clutter piece's source image, its crop inside that image and its position on the canvas.
+    clutter piece's source image, its crop inside that image and its position on the canvas. ``rng`` is
+    the random stream of the backend ``xp`` (:meth:`~ram_env.backend.NumpyBackend.generator`).
     """
     b, c, cs = len(index), spec.n_clutter, spec.clutter_size
     return Layout(
-        index=np.asarray(index, dtype=np.int64),
-        offset=rng.integers(0, spec.size - DIGIT + 1, size=(b, 2)),
-        clutter_index=rng.integers(0, n_images, size=(b, c)),
-        clutter_crop=rng.integers(0, DIGIT - cs + 1, size=(b, c, 2)),
-        clutter_offset=rng.integers(0, spec.size - cs + 1, size=(b, c, 2)),
+        index=xp.asarray(index, dtype=xp.int64),
+        offset=xp.integers(rng, spec.size - DIGIT + 1, (b, 2)),
+        clutter_index=xp.integers(rng, n_images, (b, c)),
+        clutter_crop=xp.integers(rng, DIGIT - cs + 1, (b, c, 2)),
+        clutter_offset=xp.integers(rng, spec.size - cs + 1, (b, c, 2)),
     )
 
 
-def _windows(flat: np.ndarray, side: int, h: int, w: int) -> np.ndarray:
-    """Every ``h x w`` window of a flat buffer of rows ``side`` long: ``windows[k]`` starts at ``flat[k]``.
-
-    A strided view (no copy); indexing it with an array of start offsets copies or writes whole
-    windows at C speed, which is how a batch of digits is pasted at a batch of positions without a loop.
-    """
-    n = flat.size - ((h - 1) * side + w) + 1
-    return np.lib.stride_tricks.as_strided(
-        flat,
-        shape=(n, h, w),
-        strides=(flat.strides[0], side * flat.strides[0], flat.strides[0]),
-        writeable=flat.flags.writeable,
-    )
-
-
-def _paste_max(canvas: np.ndarray, patches: np.ndarray, top_left: np.ndarray, first: bool = False) -> None:
+def _paste_max(canvas, patches, top_left, first: bool, xp) -> None:
     """canvas[b, y:y+h, x:x+w] = max(canvas[...], patches[b]) for every row b at its own top-left (x, y).
 
     ``first``: nothing has been drawn yet, so the max is a plain copy.
     """
     b, h, w = patches.shape
     size = canvas.shape[-1]
-    windows = _windows(canvas.reshape(-1), size, h, w)
-    start = np.arange(b) * (size * size) + top_left[:, 1] * size + top_left[:, 0]
+    windows = xp.windows(canvas.reshape(-1), size, h, w)
+    start = xp.arange(b) * (size * size) + top_left[:, 1] * size + top_left[:, 0]
     if first:
         windows[start] = patches
     else:
-        windows[start] = np.maximum(windows[start], patches)
+        windows[start] = xp.maximum(windows[start], patches)
 
 
-def draw(spec: CanvasSpec, images: np.ndarray, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
-    """Canvases ``(B, size, size)`` uint8 from source ``images`` ``(N, 28, 28)`` and a layout.
+def draw(spec: CanvasSpec, images, layout: Layout, out=None, xp=NUMPY):
+    """Canvases ``(B, size, size)`` uint8 from source ``images`` ``(N, 28, 28)`` and a layout, in backend ``xp``.
 
     Written into ``out`` (a C-contiguous uint8 array of that shape) when given.
     """
     b, cs = len(layout.index), spec.clutter_size
     if out is None:
-        out = np.zeros((b, spec.size, spec.size), dtype=np.uint8)
+        out = xp.zeros((b, spec.size, spec.size), xp.uint8)
     else:
         out[...] = 0
     if spec.size == DIGIT:  # the plain task: the digit is the canvas
         out[...] = images[layout.index]
         return out
-    source = np.ascontiguousarray(images)
-    crops = _windows(source.reshape(-1), DIGIT, cs, cs)
+    crops = xp.windows(images.reshape(-1), DIGIT, cs, cs)
     for j in range(spec.n_clutter):  # a loop over clutter pieces, vectorised over the batch
         start = (
             layout.clutter_index[:, j] * (DIGIT * DIGIT)
             + layout.clutter_crop[:, j, 1] * DIGIT
             + layout.clutter_crop[:, j, 0]
         )
-        _paste_max(out, crops[start], layout.clutter_offset[:, j], first=j == 0)
-    _paste_max(out, images[layout.index], layout.offset, first=spec.n_clutter == 0)
+        _paste_max(out, crops[start], layout.clutter_offset[:, j], j == 0, xp)
+    _paste_max(out, images[layout.index], layout.offset, spec.n_clutter == 0, xp)
     return out

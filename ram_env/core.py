@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ram_env import canvas, datasets
+from ram_env.backend import NUMPY
 from ram_env.sensor import Retina, integral_image
 
 
@@ -40,7 +41,8 @@ class TaskConfig:
         unknown = [k for k in kwargs if k not in known]
         if unknown:
             raise TypeError(
-                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for a RAM environment; "
+                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                "for a RAM environment; "
                 f"the arguments are {', '.join(known)} and render_mode"
             )
         return cls(**kwargs)
@@ -87,26 +89,34 @@ class GlimpseCore:
     """Canvases, glimpse locations and clocks of ``num_envs`` episodes, stepped as one batch.
 
     ``rows`` arguments select episodes by index; ``None`` means all of them (the fast path). The
-    ``*_one`` methods are the same operations for a single episode (``num_envs == 1``) without the
+    ``*_one`` methods are the same operations for a single episode (``num_envs == 1``, numpy) without the
     batch overhead; tests pin that both give the same numbers.
+
+    The data and the episodes (images, labels, canvases, tables, glimpses, locations, image indices) are
+    arrays of the backend ``xp`` (:mod:`ram_env.backend`): numpy by default, torch tensors on a device
+    otherwise. The clocks ``t`` stay a host numpy array: which episodes end or restart is known on the host
+    without waiting for the device.
     """
 
-    def __init__(self, config: TaskConfig, num_envs: int):
+    def __init__(self, config: TaskConfig, num_envs: int, xp=NUMPY):
         self.config = config
         self.num_envs = num_envs
-        self.images, self.labels = datasets.load(config.dataset, config.split, config.data_dir)
-        self.n_images = len(self.images)
+        self.xp = xp
+        images, labels = datasets.load(config.dataset, config.split, config.data_dir)
+        self.images, self.labels = xp.asarray(images), xp.asarray(labels)  # uint8 and int64: no float copies
+        self.n_images = len(images)
         self.n_classes = datasets.N_CLASSES
         self.spec = config.canvas_spec
-        self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale)
+        self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale, xp)
         self.n_glimpses = config.n_glimpses
         # The val and test episodes are fixed: draw every image's layout and random start location once,
-        # from a seed of the split, so that every agent, run and library is scored on the same episodes.
+        # from a seed of the split, so that every agent, run and library is scored on the same episodes
+        # (drawn by numpy for every backend, then moved to the backend's device).
         self.fixed_layout = self.fixed_start = None
         if config.split != "train":
             rng = np.random.default_rng(_fixed_seed(config))
-            self.fixed_layout = canvas.sample_layout(self.spec, np.arange(self.n_images), self.n_images, rng)
-            self.fixed_start = rng.uniform(-1.0, 1.0, size=(self.n_images, 2)).astype(np.float32)
+            self.fixed_layout = canvas.sample_layout(self.spec, np.arange(self.n_images), self.n_images, rng).to(xp)
+            self.fixed_start = xp.asarray(rng.uniform(-1.0, 1.0, size=(self.n_images, 2)).astype(np.float32))
 
         p, n = config.patch_size, config.n_patches
         self.observation_space = spaces.Dict(
@@ -118,18 +128,18 @@ class GlimpseCore:
             label=spaces.Discrete(self.n_classes),
         )
         s = self.spec.size
-        self.index = np.zeros(num_envs, dtype=np.int64)
-        self.label = np.zeros(num_envs, dtype=np.int64)
-        self.tables = np.zeros((num_envs, s + 1, s + 1), dtype=np.int32)
-        self.canvases = np.zeros((num_envs, s, s), dtype=np.uint8)
-        self.location = np.zeros((num_envs, 2), dtype=np.float32)
-        self.glimpse = np.zeros((num_envs, n, 1, p, p), dtype=np.float32)
+        self.index = xp.zeros(num_envs, xp.int64)
+        self.label = xp.zeros(num_envs, xp.int64)
+        self.tables = xp.zeros((num_envs, s + 1, s + 1), xp.int32)
+        self.canvases = xp.zeros((num_envs, s, s), xp.uint8)
+        self.location = xp.zeros((num_envs, 2), xp.float32)
+        self.glimpse = xp.zeros((num_envs, n, 1, p, p), xp.float32)
         self.t = np.full(num_envs, -1, dtype=np.int64)  # glimpses taken; -1 before the first reset
 
     # ----------------------------------------------------------------------------------------- reset
     def check_indices(self, indices, b: int) -> np.ndarray:
-        """``indices`` as ``b`` int64 image indices of this split, or a ValueError saying what is wrong."""
-        arr = np.asarray(indices)
+        """``indices`` as ``b`` int64 image indices of this split (host numpy), or a ValueError saying what is wrong."""
+        arr = self.xp.to_numpy(indices)
         if arr.shape != (b,) or arr.dtype.kind not in "iu":
             raise ValueError(
                 f"image indices must be {b} integer{'s' if b > 1 else ''} (one per env reset), got {indices!r}"
@@ -141,57 +151,58 @@ class GlimpseCore:
             )
         return arr.astype(np.int64, copy=False)
 
-    def reset(self, rng: np.random.Generator, rows: np.ndarray | None = None, indices=None) -> None:
-        """Start new episodes in ``rows`` (an index array; ``None``: all), on random images or on ``indices``."""
+    def reset(self, rng, rows: np.ndarray | None = None, indices=None) -> None:
+        """Start new episodes in ``rows`` (a host index array; ``None``: all), on random images or on ``indices``.
+
+        ``rng`` is the backend's random stream (:meth:`~ram_env.backend.NumpyBackend.generator`).
+        """
+        xp = self.xp
         every = rows is None
         b = self.num_envs if every else len(rows)
         if b == 0:
             return
         if indices is None:
-            indices = rng.integers(0, self.n_images, size=b)
+            indices = xp.integers(rng, self.n_images, b)
         else:
-            indices = self.check_indices(indices, b)
+            indices = xp.asarray(self.check_indices(indices, b))
         if self.fixed_layout is not None:
             layout = self.fixed_layout[indices]
         else:
-            layout = canvas.sample_layout(self.spec, indices, self.n_images, rng)
+            layout = canvas.sample_layout(self.spec, indices, self.n_images, rng, xp)
         if self.config.start == "center":
-            start = np.zeros((b, 2), dtype=np.float32)
+            start = xp.zeros((b, 2), xp.float32)
         elif self.fixed_start is not None:
             start = self.fixed_start[indices]
         else:
-            start = rng.uniform(-1.0, 1.0, size=(b, 2)).astype(np.float32)
+            start = xp.uniform(rng, (b, 2))
         if every:
-            canvas.draw(self.spec, self.images, layout, out=self.canvases)
-            integral_image(self.canvases, out=self.tables)
+            canvas.draw(self.spec, self.images, layout, out=self.canvases, xp=xp)
+            integral_image(self.canvases, out=self.tables, xp=xp)
             self.index[:] = indices
             self.label[:] = self.labels[indices]
             self.location[:] = start
-            if b == 1:
+            if b == 1 and xp is NUMPY:
                 x, y = start[0].tolist()
                 self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
             else:
                 self.retina(self.tables, start, None, out=self.glimpse)
             self.t[:] = 1
         else:
-            drawn = canvas.draw(self.spec, self.images, layout)
-            self.canvases[rows] = drawn
-            self.tables[rows] = integral_image(drawn)
-            self.index[rows] = indices
-            self.label[rows] = self.labels[indices]
-            self.location[rows] = start
-            self.glimpse[rows] = self.retina(self.tables, start, rows)
+            at = xp.asarray(rows)
+            drawn = canvas.draw(self.spec, self.images, layout, xp=xp)
+            self.canvases[at] = drawn
+            self.tables[at] = integral_image(drawn, xp=xp)
+            self.index[at] = indices
+            self.label[at] = self.labels[indices]
+            self.location[at] = start
+            self.glimpse[at] = self.retina(self.tables, start, at)
             self.t[rows] = 1
 
     # ------------------------------------------------------------------------------------- actions
-    @staticmethod
-    def _numbers(value, what: str, kinds: str) -> np.ndarray:
-        """``value`` as an array whose dtype kind is one of ``kinds``, or a ValueError naming ``what``."""
-        try:
-            arr = value if type(value) is np.ndarray else np.asarray(value)
-        except (TypeError, ValueError):
-            arr = None
-        if arr is None or arr.dtype.kind not in kinds:
+    def _numbers(self, value, what: str, kinds: str):
+        """``value`` as a backend array whose dtype kind is one of ``kinds``, or a ValueError naming ``what``."""
+        arr = self.xp.as_array(value)
+        if arr is None or self.xp.kind(arr) not in kinds:
             wanted = "numbers" if "f" in kinds else "integers"
             raise ValueError(f"{what} must be {wanted}, got {value!r}")
         return arr
@@ -208,23 +219,30 @@ class GlimpseCore:
             f"action['location'] {what}, got {location[bad].tolist() if envs else location.tolist()}{where}"
         )
 
-    def check_action(self, location, label) -> tuple[np.ndarray, np.ndarray]:
-        """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays."""
-        n = self.num_envs
-        location = self._numbers(location, "action['location']", "fiu").astype(np.float32, copy=False)
-        if location.shape != (n, 2):
-            raise ValueError(f"action['location'] must have shape {(n, 2)}, got shape {location.shape}")
-        if not ((location >= -1.0) & (location <= 1.0)).all():  # also catches NaN
-            raise self._location_error(location, envs=True)
+    def check_action(self, location, label) -> tuple:
+        """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays.
+
+        The arrays are the backend's (on its device); numpy arrays, torch tensors and lists are accepted.
+        """
+        xp, n = self.xp, self.num_envs
+        location = xp.astype(self._numbers(location, "action['location']", "fiu"), xp.float32)
+        if tuple(location.shape) != (n, 2):
+            raise ValueError(f"action['location'] must have shape {(n, 2)}, got shape {tuple(location.shape)}")
+        if not bool(((location >= -1.0) & (location <= 1.0)).all()):  # also catches NaN
+            raise self._location_error(xp.to_numpy(location), envs=True)
         label = self._numbers(label, "action['label']", "iu")
-        if label.shape != (n,):
-            raise ValueError(f"action['label'] must have shape {(n,)} (one class per env), got shape {label.shape}")
-        if label.min() < 0 or label.max() >= self.n_classes:
+        if tuple(label.shape) != (n,):
+            raise ValueError(
+                f"action['label'] must have shape {(n,)} (one class per env), got shape {tuple(label.shape)}"
+            )
+        if bool(label.min() < 0) or bool(label.max() >= self.n_classes):
+            label = xp.to_numpy(label)
             bad = (label < 0) | (label >= self.n_classes)
             raise ValueError(
-                f"action['label'] must be a class in [0, {self.n_classes}), got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
+                f"action['label'] must be a class in [0, {self.n_classes}), "
+                f"got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
             )
-        return location, label.astype(np.int64, copy=False)
+        return location, xp.astype(label, xp.int64)
 
     def check_one(self, location, label) -> tuple[np.ndarray, float, float, int]:
         """Validate one action; return the location as a new float32 ``(2,)`` array and as two floats, and the label."""
@@ -246,26 +264,29 @@ class GlimpseCore:
         return loc, x, y, label
 
     # --------------------------------------------------------------------------------------- steps
-    def step(self, rows: np.ndarray | None, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, rows: np.ndarray | None, location, label) -> tuple:
         """Advance the episodes in ``rows`` (all running; ``None``: all); return their rewards and terminated flags.
 
-        ``location`` and ``label`` hold one entry per advanced episode.
+        ``location`` and ``label`` hold one entry per advanced episode (backend arrays). The rewards
+        (float64) are a backend array, the terminated flags a host numpy bool array.
         """
+        xp = self.xp
         t = self.t if rows is None else self.t[rows]
         final = t >= self.n_glimpses
         if rows is None and not final.any():  # the common step: every episode takes a glimpse
             self.location[:] = location
             self.retina(self.tables, location, None, out=self.glimpse)
             self.t += 1
-            return np.zeros(self.num_envs), final
+            return xp.zeros(self.num_envs, xp.float64), final
         if rows is None:
             rows = np.arange(self.num_envs)
-        look = rows[~final]
-        self.location[look] = location[~final]
-        self.glimpse[look] = self.retina(self.tables, location[~final], look)
+        looks = xp.asarray(~final)
+        look = xp.asarray(rows[~final])
+        self.location[look] = location[looks]
+        self.glimpse[look] = self.retina(self.tables, location[looks], look)
         self.t[rows] += 1
-        reward = np.where(final, (label == self.label[rows]).astype(np.float64), 0.0)
-        return reward, final
+        right = xp.astype(label == self.label[xp.asarray(rows)], xp.float64)
+        return xp.where(xp.asarray(final), right, 0.0), final
 
     def step_one(self, location: np.ndarray, x: float, y: float, label: int) -> tuple[float, bool]:
         """:meth:`step` for the single episode of a ``num_envs == 1`` core, from :meth:`check_one`'s output."""

@@ -103,6 +103,11 @@ class GlimpseEnv(gym.Env):
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if "device" in kwargs:
+            raise TypeError(
+                "device is an argument of the vector env only (gym.make_vec(id, num_envs, "
+                "vectorization_mode='vector_entry_point', device=...)); the single env serves numpy arrays"
+            )
         self.config = TaskConfig.from_kwargs(kwargs)
         self.core = GlimpseCore(self.config, num_envs=1)
         self.observation_space = self.core.observation_space
@@ -122,7 +127,8 @@ class GlimpseEnv(gym.Env):
             unknown = set(options) - {"index"}
             if unknown:
                 raise ValueError(
-                    f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the only option is 'index'"
+                    f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; "
+                    "the only option is 'index'"
                 )
             index = options.get("index")
             if index is not None:
@@ -153,7 +159,8 @@ class GlimpseEnv(gym.Env):
         if not isinstance(action, dict) or len(action) != 2 or "location" not in action or "label" not in action:
             keys = sorted(map(str, action)) if isinstance(action, dict) else None
             raise ValueError(
-                f"action must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(action)}"
+                "action must be a dict with exactly the keys 'location' and 'label', "
+                f"got {keys if keys is not None else repr(action)}"
             )
         location, x, y, label = core.check_one(action["location"], action["label"])
         reward, terminated = core.step_one(location, x, y, label)

@@ -1,4 +1,4 @@
-"""GlimpseVectorEnv: ``num_envs`` Recurrent Attention Model episodes stepped as one numpy batch."""
+"""GlimpseVectorEnv: ``num_envs`` Recurrent Attention Model episodes stepped as one batch (numpy or torch)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ram_env.backend import get_backend
 from ram_env.core import GlimpseCore, TaskConfig
 from ram_env.env import GlimpseEnv
 
@@ -16,11 +17,40 @@ from ram_env.env import GlimpseEnv
 class GlimpseVectorEnv(VectorEnv):
     """A native vector version of :class:`~ram_env.env.GlimpseEnv`: same task, same arguments, same rules.
 
-    Observations and actions are the single env's with a leading batch axis: ``glimpse``
-    ``(num_envs, n_patches, 1, p, p)``, ``location`` ``(num_envs, 2)``; actions ``location``
-    ``(num_envs, 2)`` and ``label`` ``(num_envs,)``. All episodes last exactly ``n_glimpses`` steps, so
-    episodes started together end together; ``infos["label"]`` / ``infos["correct"]`` (masked by
-    ``infos["_label"]`` / ``infos["_correct"]``) are set where an episode ended.
+    ## Spaces
+
+    The single env's with a leading batch axis: observations ``glimpse`` ``(num_envs, n_patches, 1, p, p)``
+    float32 and ``location`` ``(num_envs, 2)`` float32; actions ``location`` ``(num_envs, 2)`` and ``label``
+    ``(num_envs,)``. The spaces are Gymnasium's numpy spaces whatever the backend.
+
+    ## Backends
+
+    ``device=None`` (the default) is the numpy backend; ``device="cuda"`` (any torch device, ``"cpu"``
+    included) keeps the digits, canvases, clutter, summed-area tables and glimpses as torch tensors on that
+    device, so that episodes never leave it. torch is imported only when a device is given.
+
+    | What                                   | numpy (`device=None`)          | torch (`device="cuda"`, ...)          |
+    |----------------------------------------|--------------------------------|---------------------------------------|
+    | `obs["glimpse"]`, `obs["location"]`    | `np.ndarray` float32           | `torch.Tensor` float32 on `device`    |
+    | rewards                                | `np.ndarray` float64           | `torch.Tensor` float64 on `device`    |
+    | terminations, truncations              | `np.ndarray` bool              | `torch.Tensor` bool on `device`       |
+    | `infos[...]` arrays (and their masks)  | `np.ndarray`                   | `torch.Tensor` on `device`            |
+    | actions accepted                       | arrays, lists                  | tensors (any device), arrays, lists   |
+    | data set held                          | uint8 images in host memory    | uint8 images on `device`              |
+    | train episodes drawn from              | `np_random`                    | a torch generator on `device`, seeded |
+    |                                        |                                | from `np_random` at `reset(seed=...)` |
+    | val/test episodes                      | fixed per image                | the same episodes, the same glimpses  |
+    | `options["indices"]`, `["reset_mask"]` | arrays, lists                  | tensors, arrays, lists                |
+
+    Both backends validate every action the same way and reject a bad one with the same message. Train
+    episodes under a seed are reproducible on a given device, but differ between backends (two random
+    streams); val/test episodes are a function of the image alone, so they are the same everywhere.
+
+    ## Episodes
+
+    All episodes last exactly ``n_glimpses`` steps, so episodes started together end together;
+    ``infos["label"]`` / ``infos["correct"]`` (masked by ``infos["_label"]`` / ``infos["_correct"]``) are
+    set where an episode ended.
 
     Autoreset follows Gymnasium's ``NEXT_STEP`` mode: the step after an episode ends starts a new one
     (reward 0, its action ignored). Calling ``reset()`` at any time is also fine, which is what a
@@ -31,8 +61,11 @@ class GlimpseVectorEnv(VectorEnv):
     ``indices``, one index per masked env, in order). ``infos["index"]`` (masked by ``infos["_index"]``)
     says which image each new or ended episode shows.
 
+    ## Arguments
+
     :param num_envs: number of episodes in the batch
     :param render_mode: ``"rgb_array"`` returns the frames of all envs tiled in a grid
+    :param device: None for numpy arrays, else the torch device of every array (``"cpu"``, ``"cuda"``, ...)
     :param kwargs: the task arguments of :class:`~ram_env.env.GlimpseEnv`
     """
 
@@ -42,13 +75,15 @@ class GlimpseVectorEnv(VectorEnv):
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any):
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, device=None, **kwargs: Any):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.config = TaskConfig.from_kwargs(kwargs)
-        self.core = GlimpseCore(self.config, num_envs)
+        self.xp = xp = get_backend(device)
+        self.device = xp.device
+        self.core = GlimpseCore(self.config, num_envs, xp)
         self.num_envs = num_envs
         self.n_images = self.core.n_images
         self.render_mode = render_mode
@@ -56,21 +91,23 @@ class GlimpseVectorEnv(VectorEnv):
         self.single_action_space = self.core.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
+        self._rng = self._rng_source = None  # the backend's random stream, and the np_random it was made from
         self._all = np.arange(num_envs)
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
-        self._answer = np.full(num_envs, -1, dtype=np.int64)
-        self._history = np.zeros((num_envs, self.core.n_glimpses, 2), dtype=np.float32)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)  # host, like the core's clocks
+        self._answer = xp.zeros(num_envs, xp.int64) - 1
+        self._history = xp.zeros((num_envs, self.core.n_glimpses, 2), xp.float32)
 
-    def _obs(self) -> dict[str, np.ndarray]:
-        return {"glimpse": self.core.glimpse.copy(), "location": self.core.location.copy()}
+    def _obs(self) -> dict:
+        return {"glimpse": self.xp.copy(self.core.glimpse), "location": self.xp.copy(self.core.location)}
 
     def _start(self, rows: np.ndarray | None, indices=None) -> None:
-        """Start new episodes in ``rows`` (``None``: all)."""
-        self.core.reset(self.np_random, rows, indices)
-        sel = slice(None) if rows is None else rows
-        self._needs_reset[sel] = False
-        self._answer[sel] = -1
-        self._history[sel, 0] = self.core.location[sel]
+        """Start new episodes in ``rows`` (host indices; ``None``: all)."""
+        self.core.reset(self._rng, rows, indices)
+        host = slice(None) if rows is None else rows
+        at = host if rows is None else self.xp.asarray(rows)
+        self._needs_reset[host] = False
+        self._answer[at] = -1
+        self._history[at, 0] = self.core.location[at]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -79,14 +116,16 @@ class GlimpseVectorEnv(VectorEnv):
         unknown = set(options) - {"indices", "reset_mask"}
         if unknown:
             raise ValueError(
-                f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; the options are 'indices' and 'reset_mask'"
+                f"unknown reset option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; "
+                "the options are 'indices' and 'reset_mask'"
             )
         rows, mask = None, np.ones(self.num_envs, dtype=bool)
         if options.get("reset_mask") is not None:
-            mask = np.asarray(options["reset_mask"])
+            mask = self.xp.to_numpy(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != bool:
                 raise ValueError(
-                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got {options['reset_mask']!r}"
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), "
+                    f"got {options['reset_mask']!r}"
                 )
             mask = mask.copy()
             rows = np.flatnonzero(mask)
@@ -94,66 +133,79 @@ class GlimpseVectorEnv(VectorEnv):
         if indices is not None:
             indices = self.core.check_indices(indices, self.num_envs if rows is None else len(rows))
         super().reset(seed=seed)
+        if self._rng_source is not self.np_random:  # first reset, a seed (a new np_random), or one set by hand
+            self._rng, self._rng_source = self.xp.generator(self.np_random), self.np_random
         self._start(rows, indices)
-        return self._obs(), {"index": self.core.index.copy(), "_index": mask}
+        return self._obs(), {"index": self.xp.copy(self.core.index), "_index": self.xp.asarray(mask)}
 
     def step(self, actions: dict):
-        core = self.core
+        core, xp = self.core, self.xp
         if (core.t < 0).any():
             raise RuntimeError("step() called before reset()")
         if not isinstance(actions, dict) or len(actions) != 2 or "location" not in actions or "label" not in actions:
             keys = sorted(map(str, actions)) if isinstance(actions, dict) else None
             raise ValueError(
-                f"actions must be a dict with exactly the keys 'location' and 'label', got {keys if keys is not None else repr(actions)}"
+                "actions must be a dict with exactly the keys 'location' and 'label', "
+                f"got {keys if keys is not None else repr(actions)}"
             )
         location, label = core.check_action(actions["location"], actions["label"])
         restart = self._needs_reset.copy()  # _start clears _needs_reset
         if not restart.any():  # the common case: every env takes its step
             rewards, terminated = core.step(None, location, label)
-            t = core.t - 1  # where each new location goes in the history
-            looked = ~terminated
-            if looked.all():
-                self._history[self._all, t] = core.location
-            else:
-                self._history[self._all[looked], t[looked]] = core.location[looked]
+            self._record(self._all, ~terminated)
         else:  # Gymnasium's NEXT_STEP autoreset: envs that ended last step start anew and ignore their action
-            rewards = np.zeros(self.num_envs)
+            rewards = xp.zeros(self.num_envs, xp.float64)
             terminated = np.zeros(self.num_envs, dtype=bool)
             if restart.all():
                 self._start(None)
             else:
                 self._start(np.flatnonzero(restart))
                 running = np.flatnonzero(~restart)
-                rewards[running], terminated[running] = core.step(running, location[running], label[running])
-                t = core.t[running] - 1
-                looked = t < core.n_glimpses
-                self._history[running[looked], t[looked]] = core.location[running[looked]]
+                at = xp.asarray(running)
+                rewards[at], terminated[running] = core.step(running, location[at], label[at])
+                self._record(running, core.t[running] <= core.n_glimpses)
+        infos = self._infos(label, restart, terminated)
+        self._needs_reset = terminated.copy()  # a copy: the terminated flags returned stay as they are
+        truncated = xp.zeros(self.num_envs, xp.bool)
+        return self._obs(), rewards, xp.asarray(terminated), truncated, infos
+
+    def _record(self, rows: np.ndarray, looked: np.ndarray) -> None:
+        """Add the new locations of the envs ``rows[looked]`` (host arrays) to their histories."""
+        rows = rows[looked]
+        if len(rows):
+            at, t = self.xp.asarray(rows), self.xp.asarray(self.core.t[rows] - 1)
+            self._history[at, t] = self.core.location[at]
+
+    def _infos(self, label, restart: np.ndarray, terminated: np.ndarray) -> dict[str, Any]:
+        """The step's infos: label and correct where an episode ended, index where one ended or began."""
+        core, xp = self.core, self.xp
         infos: dict[str, Any] = {}
         if terminated.any():
-            self._answer[terminated] = label[terminated]
+            ended = xp.asarray(terminated)
+            self._answer[ended] = label[ended]
             infos = {
-                "label": core.label.copy(),
-                "_label": terminated,
-                "correct": (label == core.label) & terminated,
-                "_correct": terminated,
+                "label": xp.copy(core.label),
+                "_label": xp.copy(ended),
+                "correct": (label == core.label) & ended,
+                "_correct": xp.copy(ended),
             }
         if restart.any() or terminated.any():
-            infos["index"] = core.index.copy()
-            infos["_index"] = restart | terminated
-        self._needs_reset = terminated
-        return self._obs(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
+            infos["index"] = xp.copy(core.index)
+            infos["_index"] = xp.asarray(restart | terminated)
+        return infos
 
     def frame_state(self, i: int) -> dict[str, Any]:
-        """What the frame of env ``i`` shows; see :meth:`GlimpseEnv.frame_state`."""
-        t = int(min(self.core.t[i], self.core.n_glimpses))
+        """What the frame of env ``i`` shows (host numpy arrays); see :meth:`GlimpseEnv.frame_state`."""
+        core, to_numpy = self.core, self.xp.to_numpy
+        t = int(min(core.t[i], core.n_glimpses))
         answer = int(self._answer[i])
         return {
-            "canvas": self.core.canvases[i],
-            "history": self._history[i, : max(t, 0)].copy(),
-            "glimpse": self.core.glimpse[i],
+            "canvas": to_numpy(core.canvases[i]),
+            "history": to_numpy(self._history[i, : max(t, 0)]).copy(),
+            "glimpse": to_numpy(core.glimpse[i]),
             "t": t,
             "answer": None if answer < 0 else answer,
-            "label": int(self.core.label[i]),
+            "label": int(core.label[i]),
         }
 
     def render(self):

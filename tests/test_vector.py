@@ -137,6 +137,17 @@ def test_reset_mask_and_episodes_out_of_phase(venv):
     assert venv.core.t.tolist() == [4, 2, 4, 2]  # 0, 2 restarted 4 steps ago; 1, 3 two steps ago
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_returned_flags_are_not_changed_by_later_steps(data_dir, device):
+    env = GlimpseVectorEnv(num_envs=2, data_dir=data_dir, device=device, **TASK)
+    env.reset(seed=0)
+    for _ in range(TASK["n_glimpses"]):
+        _, _, terminated, _, infos = env.step(acts(2))
+    assert terminated.all() and infos["_label"].all()
+    env.step(acts(2))  # the autoreset step restarts both envs
+    assert terminated.all() and infos["_label"].all()
+
+
 def test_determinism_under_seed(data_dir):
     def run(seed):
         env = gym.make_vec(
