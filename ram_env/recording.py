@@ -70,7 +70,7 @@ def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
         obs, _, terminated, truncated, _ = vec_env.step(_act(policy, obs, first))
         first = False
         frames.append(vec_env.render())
-        if np.all(terminated | truncated):
+        if bool((terminated | truncated).all()):  # numpy arrays or tensors of the torch backend
             break
     return frames
 
