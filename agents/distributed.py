@@ -92,7 +92,7 @@ def wrap(model: torch.nn.Module, on: torch.device) -> torch.nn.Module:
     if not active():
         return model
     ids = [on.index] if on.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
