@@ -328,22 +328,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             print_main(f"stopping: {run.elapsed_seconds / 60:.1f} minutes of training reached the --max-minutes budget")
             break
         start = time.perf_counter()
-        order = rng.permutation(n_train)[: steps_per_epoch * config.batch_size]
-        losses, rewards = [], []
-        bar = tqdm(
-            order.reshape(steps_per_epoch, config.batch_size),
-            desc=f"epoch {run.epoch + 1}/{config.n_epochs}",
-            leave=False,
-            mininterval=1.0,
-            disable=None if distributed.is_main() else True,
-        )
-        for images in bar:
-            loss, reward = update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
-            losses.append(loss)
-            rewards.append(reward)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
+        batches = rng.permutation(n_train)[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, -1)
+        loss, accuracy = train_epoch(net, optimizer, scheduler, envs, batches, config, device, run.epoch)
         train_seconds = distributed.maximum(time.perf_counter() - start)
-        loss, accuracy = distributed.sum_arrays(np.array([np.mean(losses), np.mean(rewards)])) / world
         val_error = score_val(model, val_envs, config, device)
         seconds = distributed.maximum(time.perf_counter() - start)  # every rank must take the same stopping decision
         run.epoch, run.elapsed_seconds = run.epoch + 1, run.elapsed_seconds + seconds
@@ -353,8 +340,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         row = dict(
             epoch=run.epoch,
             env_steps=run.epoch * episodes * envs.unwrapped.config.n_glimpses,
-            train_loss=float(loss),
-            train_accuracy=100 * float(accuracy),
+            train_loss=loss,
+            train_accuracy=100 * accuracy,
             val_error=val_error,
             lr=scheduler.get_last_lr()[0],
             samples_per_second=episodes / train_seconds,
@@ -369,12 +356,31 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             f"val error {val_error:.2f}%{' *' if improved else '  '}  lr {row['lr']:.2e}  {seconds:.1f}s  "
             f"({run.elapsed_seconds / 60:.1f} min)"
         )
-    envs.close()
-    val_envs.close()
-    if log is not None:
-        log.close()
+    for closable in (envs, val_envs, log):
+        if closable is not None:
+            closable.close()
     distributed.barrier()  # rank 0's checkpoints are on disk before any rank goes on to read them
     return {"epochs": run.epoch, **{k: v for k, v in asdict(run).items() if k != "epoch"}}
+
+
+def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: TrainConfig, device, done: int):
+    """One update per row of ``batches`` (global batches of image indices; each rank plays its slice), after
+    ``done`` finished epochs; returns the epoch's mean loss and accuracy (a fraction) over all ranks."""
+    losses, rewards = [], []
+    bar = tqdm(
+        batches,
+        desc=f"epoch {done + 1}/{config.n_epochs}",
+        leave=False,
+        mininterval=1.0,
+        disable=None if distributed.is_main() else True,
+    )
+    for images in bar:
+        loss, reward = update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
+        losses.append(loss)
+        rewards.append(reward)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
+    loss, accuracy = distributed.sum_arrays(np.array([np.mean(losses), np.mean(rewards)])) / distributed.world_size()
+    return float(loss), float(accuracy)
 
 
 def print_main(text: str) -> None:
