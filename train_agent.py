@@ -245,7 +245,7 @@ def main(argv=None) -> int:
         print(f"test error of best.zip: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
         return 0
 
-    from agents import reinforce
+    from agents import distributed, reinforce
     from agents.checkpoint import CheckpointError
     from ram_env.datasets import DatasetError
 
@@ -277,25 +277,26 @@ def main(argv=None) -> int:
         )
     except ValueError as e:
         parser().error(str(e))
-    print(f"training the RAM agent on {env_id} {env_kwargs} -> {out}")
+    say = print if distributed.is_main() else lambda *a, **k: None  # under torchrun, rank 0 alone prints
+    say(f"training the RAM agent on {env_id} {env_kwargs} -> {out}")
     try:
         summary = reinforce.train(config, out, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python train_agent.py --out {out} --resume  (plus the same flags)")
+        say(f"\ninterrupted; continue with: python train_agent.py --out {out} --resume  (plus the same flags)")
         return 130
     except (ValueError, DatasetError, CheckpointError) as e:  # bad task geometry, data folder or checkpoint
         print(f"train_agent.py: error: {e}", file=sys.stderr)
         return 2
-    print(
+    say(
         f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training"
     )
     model, _ = reinforce.load_model(out, reinforce.resolve_device(config.device))
     correct = reinforce.evaluate_split(model, config, "test", device=reinforce.resolve_device(config.device))
     err, low, high = reinforce.error_with_interval(correct)
-    print(
+    say(
         f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, {config.test_rollouts} rollout(s)"
     )
-    if not args.no_gif:
+    if not args.no_gif and distributed.is_main():
         write_gif(model, config, out / "best.gif")
     return 0
 

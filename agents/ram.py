@@ -148,6 +148,7 @@ class BatchPolicy:
     """A trained model as a policy over a batch of native observations (the rendering protocol).
 
     ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))``; ``first`` starts new episodes.
+    :meth:`act` returns the same action together with the class logits it answered from (what scoring needs).
     Locations are the policy's means (``sample=False``) or Gaussian samples; the label is the arg-max.
     The noise is drawn on the CPU (from ``generator``, a CPU generator) so that a seeded policy plays the
     same episodes on any device.
@@ -162,11 +163,17 @@ class BatchPolicy:
     ):
         self.model, self.device, self.sample, self.generator = model.eval(), device, sample, generator
         self.state = None
-        self.logits = None
+
+    def __call__(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
+        return self.act(obs, first)[0]
 
     @torch.no_grad()
-    def __call__(self, obs: dict[str, np.ndarray], first: bool, repeats: int = 1) -> dict[str, np.ndarray]:
-        """``repeats > 1`` (with ``first``): the observations come in blocks of ``repeats`` identical rows, such as the
+    def act(
+        self, obs: dict[str, np.ndarray], first: bool, repeats: int = 1
+    ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """The action and the class logits ``(N, n_classes)`` of this step.
+
+        ``repeats > 1`` (with ``first``): the observations come in blocks of ``repeats`` identical rows, such as the
         rollouts of one fixed episode; the network reads each block once, and only the sampled locations differ."""
         glimpse, location = to_tensor(obs, self.device)
         if first or self.state is None:
@@ -180,5 +187,5 @@ class BatchPolicy:
         loc = policy.mean
         if self.sample:
             loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
-        self.logits = self.model.classify(h)
-        return {"location": loc.clamp(-1, 1).cpu().numpy(), "label": self.logits.argmax(-1).cpu().numpy()}
+        logits = self.model.classify(h)
+        return {"location": loc.clamp(-1, 1).cpu().numpy(), "label": logits.argmax(-1).cpu().numpy()}, logits

@@ -1,7 +1,12 @@
 """REINFORCE with a learned baseline for the Recurrent Attention Model, on the native vector env.
 
 Read top to bottom: configuration, one batch of episodes (:func:`rollout_loss`), evaluation on every
-image of a split (:func:`evaluate`), and the training loop (:func:`train`) with per-epoch checkpoints.
+image of a split (:func:`evaluate`), the training loop (:func:`train`), then what it calls once an epoch or
+once a run: checkpoints (:func:`save_checkpoints`) and resuming (:func:`resume_run`).
+
+Under ``torchrun`` (see :mod:`agents.distributed`) the same code trains one model on several processes:
+``batch_size`` is the global batch, each rank plays its slice, gradients are averaged, validation and test
+images are split across the ranks, and rank 0 alone writes the run folder and prints.
 
 Loss of a batch of episodes, with ``R`` the final reward (1 if the answer was right) and ``b_t`` the
 baseline's prediction of ``R`` from ``h_t``:
@@ -15,11 +20,10 @@ baseline's prediction of ``R`` from ``h_t``:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,9 @@ from torch.distributions import Categorical
 from tqdm import tqdm
 
 import ram_env  # noqa: F401  (registers the RAM/ ids)
-from agents import checkpoint
+from agents import checkpoint, distributed
 from agents.ram import BatchPolicy, RAMConfig, RecurrentAttentionModel, to_tensor
+from agents.runlog import RunLog
 
 
 @dataclass
@@ -42,14 +47,15 @@ class TrainConfig:
     env_id: str = "RAM/MNIST-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # task keywords overriding the id's defaults
     model: dict[str, Any] = field(default_factory=dict)  # RAMConfig sizes: glimpse_hidden, core, std, ...
-    batch_size: int = 512
+    batch_size: int = 512  # images per update, over all processes under torchrun (each plays batch_size / N)
     lr: float = 3e-3
     lr_schedule: str = "cosine"  # "cosine" (to 0 over n_epochs) or "constant"
     n_epochs: int = 60
     patience: int = 100  # stop after this many epochs without a better val error
     train_rollouts: int = 1  # episodes per training image in a batch
     test_rollouts: int = 10  # episodes per image at test, locations sampled, class probabilities averaged
-    val_rollouts: int = 1  # episodes per val image when choosing best.pt: 1 (mean locations) is fastest; test_rollouts scores as the test does
+    # episodes per val image when choosing best.pt: 1 (mean locations) is fastest; test_rollouts scores as the test does
+    val_rollouts: int = 1
     classifier_loss: str = "hybrid"  # "hybrid" (cross-entropy) or "reinforce" (pure RL)
     seed: int = 1
     data_dir: str | None = None
@@ -57,6 +63,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after the epoch that passes this much training time
     eval_batch: int = 1000
     train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
+    tensorboard: bool = True  # also write TensorBoard events to the run folder
 
     def __post_init__(self):
         if self.classifier_loss not in ("hybrid", "reinforce"):
@@ -79,9 +86,8 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto`` is CUDA if present; under torchrun, CUDA is the GPU of this process's ``LOCAL_RANK``."""
+    return distributed.device(name)
 
 
 def make_envs(config: TrainConfig, split: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -104,30 +110,34 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
 
 
 def rollout_loss(
-    model: RecurrentAttentionModel, envs, indices: np.ndarray, config: TrainConfig, device
+    model: torch.nn.Module, envs, indices: np.ndarray, config: TrainConfig, device
 ) -> tuple[dict[str, torch.Tensor], float]:
-    """Play one episode per env on images ``indices``; return the loss terms and the mean reward."""
+    """Play one episode per env on images ``indices``; return the loss terms and the mean reward.
+
+    ``model`` is the network or its DistributedDataParallel wrapper (which only runs the recurrent step).
+    """
+    net = distributed.unwrap(model)
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
-    state = model.initial_state(n, device)
+    state = net.initial_state(n, device)
     no_label = np.zeros(n, dtype=np.int64)
     log_pis, baselines = [], []
     for t in range(n_glimpses):
         h, state = model(*to_tensor(obs, device), state)
-        baselines.append(model.baseline(h))
+        baselines.append(net.baseline(h))
         if t < n_glimpses - 1:
-            policy = model.location_policy(h)
-            location = policy.sample()  # no gradient: the sample is an action, not a function of the weights
+            policy = net.location_policy(h)
+            location = sample_locations(policy, device)
             log_pis.append(policy.log_prob(location).sum(-1))
             # The log-probability is of the unclipped sample; the env only accepts [-1, 1].
             action = {"location": location.clamp(-1, 1).cpu().numpy(), "label": no_label}
         else:
-            logits = model.classify(h)
+            logits = net.classify(h)
             if config.classifier_loss == "hybrid":
                 label = logits.argmax(-1)
             else:
                 answer = Categorical(logits=logits)
-                label = answer.sample()
+                label = sample_labels(answer, device)
                 log_pis.append(answer.log_prob(label))
             action = {"location": np.zeros((n, 2), dtype=np.float32), "label": label.cpu().numpy()}
         obs, reward, terminated, _, info = envs.step(action)
@@ -144,11 +154,25 @@ def rollout_loss(
     return losses, reward.mean().item()
 
 
+# The noise of a training batch is drawn for the global batch and sliced to this rank's rows, so that N ranks
+# sample what one process would; with one process each is exactly what ``.sample()`` draws.
+def sample_locations(policy, device) -> torch.Tensor:
+    """Gaussian locations, as ``policy.sample()``: no gradient, the sample is an action, not a function of the
+    weights."""
+    noise = torch.randn(len(policy.mean) * distributed.world_size(), 2, device=device)
+    return (policy.mean + policy.stddev * distributed.shard(noise)).detach()
+
+
+def sample_labels(answer: Categorical, device) -> torch.Tensor:
+    """Labels drawn from ``answer``, as ``answer.sample()`` draws them (argmax of the probabilities over Exp(1))."""
+    rows, classes = answer.probs.shape
+    noise = torch.empty(rows * distributed.world_size(), classes, device=device).exponential_()
+    return (answer.probs / distributed.shard(noise)).argmax(-1)
+
+
 def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_per_epoch: int):
     """Adam and the learning-rate schedule, stepped once per update."""
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, fused=True
-    )  # fused: one kernel per step, not per tensor
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # fused: one kernel per step
     if config.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.n_epochs * steps_per_epoch)
     else:
@@ -157,9 +181,13 @@ def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_pe
 
 
 def update(
-    model: RecurrentAttentionModel, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device
+    model: torch.nn.Module, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device
 ) -> tuple[float, float]:
-    """One gradient step on the summed loss of a batch of training images; returns (loss, mean reward)."""
+    """One gradient step on the summed loss of a batch of training images; returns (loss, mean reward).
+
+    Under torchrun ``images`` are this rank's slice and ``model`` the DistributedDataParallel wrapper, whose
+    backward averages the gradients of all ranks: the step is the one a single process takes on the whole batch.
+    """
     terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
@@ -183,6 +211,9 @@ def evaluate(
     probabilities averaged) and return a bool array: was each image classified right.
 
     With one rollout the locations are the policy's means; with several they are sampled (seeded).
+    Under torchrun the chunks of images are dealt to the ranks in turn and the results summed, so every rank
+    returns the whole array; a rank skips the noise of the chunks it does not play, so the scores never
+    depend on the number of ranks.
     """
     n_images = envs.unwrapped.n_images if limit is None else min(limit, envs.unwrapped.n_images)
     chunk = envs.num_envs // rollouts
@@ -191,23 +222,31 @@ def evaluate(
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
     policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator)
     n_glimpses = envs.unwrapped.config.n_glimpses
+    rank, world = distributed.rank(), distributed.world_size()
     correct = np.zeros(n_images, dtype=bool)
-    for start in tqdm(
-        range(0, n_images, chunk), desc="evaluate", leave=False, mininterval=1.0, disable=None if progress else True
+    starts = range(0, n_images, chunk)
+    for k, start in enumerate(
+        tqdm(starts, desc="evaluate", leave=False, mininterval=1.0, disable=not progress or None)
     ):
+        if k % world != rank:
+            for _ in range(n_glimpses if policy.sample else 0):  # the draws the rank playing this chunk makes
+                torch.randn((envs.num_envs, 2), generator=generator)
+            continue
         images = np.arange(start, min(start + chunk, n_images))
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats
         obs, _ = envs.reset(options={"indices": np.repeat(padded, rollouts)})
         # The rollouts of a val/test image start from the same fixed glimpse: read it once per image.
         same_start = all(np.array_equal(v, np.repeat(v[::rollouts], rollouts, axis=0)) for v in obs.values())
-        obs, _, _, _, info = envs.step(policy(obs, first=True, repeats=rollouts if same_start else 1))
+        action, logits = policy.act(obs, first=True, repeats=rollouts if same_start else 1)
+        obs, _, _, _, info = envs.step(action)
         for t in range(1, n_glimpses):
-            obs, _, _, _, info = envs.step(policy(obs, first=False))
-        probs = policy.logits.softmax(-1).view(-1, rollouts, policy.logits.shape[-1]).mean(1)
+            action, logits = policy.act(obs, first=False)
+            obs, _, _, _, info = envs.step(action)
+        probs = logits.softmax(-1).view(-1, rollouts, logits.shape[-1]).mean(1)
         labels = torch.as_tensor(info["label"][::rollouts], device=device)
         correct[images] = (probs.argmax(-1) == labels)[: len(images)].cpu().numpy()
     model.train()
-    return correct
+    return distributed.sum_arrays(correct) > 0 if world > 1 else correct
 
 
 EVAL_CHUNK = 500  # images per evaluation batch: fixed, so that sampled locations (and scores) never depend on it
@@ -239,7 +278,19 @@ def error_with_interval(correct: np.ndarray) -> tuple[float, float, float]:
     return 100 * err, 100 * (centre - half), 100 * (centre + half)
 
 
-METRICS = ["epoch", "train_loss", "train_accuracy", "val_error", "lr", "epoch_seconds", "elapsed_seconds"]
+def score_val(model: RecurrentAttentionModel, val_envs, config: TrainConfig, device) -> float:
+    """Percent of val images misclassified, scored over ``config.val_rollouts`` rollouts."""
+    return 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
+
+
+@dataclass
+class Progress:
+    """Where a run stands after its last finished epoch (stored in last.pt under these names)."""
+
+    epoch: int = 0
+    best_val_error: float = float("inf")
+    best_epoch: int = 0
+    elapsed_seconds: float = 0.0
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -247,173 +298,213 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
     With ``resume=True`` the run continues from ``run_dir/last.pt`` after its last finished epoch; a
     larger ``n_epochs`` than the run was started with extends it (the cosine schedule stretched).
+    Under torchrun every rank calls this; rank 0 alone writes and prints.
     """
-    run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    run_dir, device, world = Path(run_dir), distributed.setup(config.device), distributed.world_size()
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch_size {config.batch_size} is split over {world} processes: make it a multiple of {world}"
+        )
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-
-    envs = make_envs(config, "train", config.batch_size * config.train_rollouts)
+    rng = np.random.default_rng(config.seed)  # the epochs' image orders: the same on every rank
+    envs = make_envs(config, "train", config.batch_size // world * config.train_rollouts)
     val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts)
-
-    def score_val(model) -> float:
-        """Percent of val images misclassified, scored over ``config.val_rollouts`` rollouts."""
-        return 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
-
-    envs.reset(seed=config.seed)
+    envs.reset(seed=distributed.rank_seed(config.seed))
     model = make_model(config, envs).to(device)
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training images")
     optimizer, scheduler = make_optimizer(config, model, steps_per_epoch)
-
-    epoch, best_val, best_epoch, elapsed = 0, float("inf"), 0, 0.0
+    run = Progress()
     if resume:
-        state = checkpoint.load(run_dir, "last.pt")  # on the CPU, where RNG states live; load_state_dict moves the rest
-        if _trajectory(state["config"]) != _trajectory(asdict(config)):
-            raise checkpoint.CheckpointError(
-                f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out"
-            )
-        planned = state["config"]["n_epochs"]
-        if config.n_epochs < planned:
-            raise ValueError(
-                f"--n_epochs {config.n_epochs} is shorter than the run's {planned}; resume with n_epochs >= {planned}"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        epoch, best_val, best_epoch, elapsed = (
-            state["epoch"],
-            state["best_val_error"],
-            state["best_epoch"],
-            state["elapsed_seconds"],
-        )
-        rng.bit_generator.state = state["rng"]["numpy"]
-        envs.unwrapped.np_random.bit_generator.state = state["rng"]["env"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if (
-            device.type == "cuda" and "cuda" in state["rng"]
-        ):  # the sampled locations of a GPU run come from its generator
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        _truncate_metrics(run_dir / "metrics.csv", epoch)
-        if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
-            best_val = score_val(load_model(run_dir / "best.pt", device)[0])
-            print(f"val error now scored over {config.val_rollouts} rollouts: best.pt rescored")
-        print(f"resuming {run_dir} after epoch {epoch} (best val error {best_val:.2f}% at epoch {best_epoch})")
-        if config.n_epochs > planned:
-            _stretch_schedule(config, optimizer, scheduler, steps_per_epoch)
-            print(
-                f"extending the run from {planned} to {config.n_epochs} epochs (learning rate now {optimizer.param_groups[0]['lr']:.2e})"
-            )
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "metrics.csv", "w", newline="") as f:
-            csv.writer(f).writerow(METRICS)
-    (run_dir / "config.json").write_text(
-        json.dumps(asdict(config), indent=2) + "\n"
-    )  # on resume too: n_epochs may have grown
-
+        run = resume_run(run_dir, config, model, optimizer, scheduler, rng, envs, val_envs, device)
+    log = open_run_folder(run_dir, config, run.epoch if resume else None)
+    net = distributed.wrap(model, device)
+    episodes = steps_per_epoch * config.batch_size * config.train_rollouts  # per epoch, all ranks together
     model.train()
-    while epoch < config.n_epochs and epoch - best_epoch < config.patience:
-        if config.max_minutes is not None and elapsed >= 60 * config.max_minutes:
-            print(f"stopping: {elapsed / 60:.1f} minutes of training reached the --max-minutes budget")
+    while run.epoch < config.n_epochs and run.epoch - run.best_epoch < config.patience:
+        if config.max_minutes is not None and run.elapsed_seconds >= 60 * config.max_minutes:
+            print_main(f"stopping: {run.elapsed_seconds / 60:.1f} minutes of training reached the --max-minutes budget")
             break
         start = time.perf_counter()
-        order = rng.permutation(n_train)[: steps_per_epoch * config.batch_size]
-        losses, rewards = [], []
-        bar = tqdm(
-            order.reshape(steps_per_epoch, config.batch_size),
-            desc=f"epoch {epoch + 1}/{config.n_epochs}",
-            leave=False,
-            mininterval=1.0,
-            disable=None,
-        )
-        for images in bar:
-            loss, reward = update(model, optimizer, scheduler, envs, images, config, device)
-            losses.append(loss)
-            rewards.append(reward)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
-        val_error = score_val(model)
-        epoch += 1
-        seconds = time.perf_counter() - start
-        elapsed += seconds
-        row = [
-            epoch,
-            float(np.mean(losses)),
-            float(np.mean(rewards)),
-            val_error,
-            scheduler.get_last_lr()[0],
-            seconds,
-            elapsed,
-        ]
-        with open(run_dir / "metrics.csv", "a", newline="") as f:
-            csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
-        improved = val_error < best_val
+        batches = rng.permutation(n_train)[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, -1)
+        loss, accuracy = train_epoch(net, optimizer, scheduler, envs, batches, config, device, run.epoch)
+        train_seconds = distributed.maximum(time.perf_counter() - start)
+        val_error = score_val(model, val_envs, config, device)
+        seconds = distributed.maximum(time.perf_counter() - start)  # every rank must take the same stopping decision
+        run.epoch, run.elapsed_seconds = run.epoch + 1, run.elapsed_seconds + seconds
+        improved = val_error < run.best_val_error
         if improved:
-            best_val, best_epoch = val_error, epoch
-        payload = {
-            "config": asdict(config),
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "best_val_error": best_val,
-            "best_epoch": best_epoch,
-            "elapsed_seconds": elapsed,
-            "rng": {
-                "numpy": rng.bit_generator.state,
-                "env": envs.unwrapped.np_random.bit_generator.state,
-                "torch": torch.get_rng_state(),
-                **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-            },
-        }
-        if improved:  # best.pt is for evaluation: weights and config, no optimiser state (a third the size)
-            checkpoint.save(
-                run_dir / "best.pt", {k: v for k, v in payload.items() if k not in ("optimizer", "scheduler", "rng")}
-            )
-        checkpoint.save(run_dir / "last.pt", payload)
-        print(
-            f"epoch {epoch:3d}  loss {row[1]:.4f}  train acc {100 * row[2]:.2f}%  val error {val_error:.2f}%"
-            f"{' *' if improved else '  '}  lr {row[4]:.2e}  {seconds:.1f}s  ({elapsed / 60:.1f} min)"
+            run.best_val_error, run.best_epoch = val_error, run.epoch
+        row = dict(
+            epoch=run.epoch,
+            env_steps=run.epoch * episodes * envs.unwrapped.config.n_glimpses,
+            train_loss=loss,
+            train_accuracy=100 * accuracy,
+            val_error=val_error,
+            lr=scheduler.get_last_lr()[0],
+            samples_per_second=episodes / train_seconds,
+            epoch_seconds=seconds,
+            elapsed_seconds=run.elapsed_seconds,
         )
-    envs.close()
-    val_envs.close()
-    return {"epochs": epoch, "best_val_error": best_val, "best_epoch": best_epoch, "elapsed_seconds": elapsed}
+        if log is not None:
+            log.write(**row)
+        save_checkpoints(run_dir, config, model, optimizer, scheduler, rng, envs, device, run, improved)
+        print_main(
+            f"epoch {run.epoch:3d}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.2f}%  "
+            f"val error {val_error:.2f}%{' *' if improved else '  '}  lr {row['lr']:.2e}  {seconds:.1f}s  "
+            f"({run.elapsed_seconds / 60:.1f} min)"
+        )
+    for closable in (envs, val_envs, log):
+        if closable is not None:
+            closable.close()
+    distributed.barrier()  # rank 0's checkpoints are on disk before any rank goes on to read them
+    return {"epochs": run.epoch, **{k: v for k, v in asdict(run).items() if k != "epoch"}}
 
 
-def _trajectory(config: dict) -> dict:
-    """The parts of a config that shape the run (stopping and selection rules and paths may change on resume, and
-    ``n_epochs`` may grow: see :func:`_stretch_schedule`)."""
-    model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
-    return {
-        **{
-            k: v
-            for k, v in config.items()
-            if k not in ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device")
-        },
-        "model": model,
+def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: TrainConfig, device, done: int):
+    """One update per row of ``batches`` (global batches of image indices; each rank plays its slice), after
+    ``done`` finished epochs; returns the epoch's mean loss and accuracy (a fraction) over all ranks."""
+    losses, rewards = [], []
+    bar = tqdm(
+        batches,
+        desc=f"epoch {done + 1}/{config.n_epochs}",
+        leave=False,
+        mininterval=1.0,
+        disable=None if distributed.is_main() else True,
+    )
+    for images in bar:
+        loss, reward = update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
+        losses.append(loss)
+        rewards.append(reward)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
+    loss, accuracy = distributed.sum_arrays(np.array([np.mean(losses), np.mean(rewards)])) / distributed.world_size()
+    return float(loss), float(accuracy)
+
+
+def print_main(text: str) -> None:
+    """Progress lines, printed by rank 0 alone."""
+    if distributed.is_main():
+        print(text, flush=True)
+
+
+def open_run_folder(run_dir: Path, config: TrainConfig, resume_after: int | None) -> RunLog | None:
+    """Rank 0: write ``config.json`` (on resume too: ``n_epochs`` may have grown) and open the metrics log; the
+    other ranks get ``None``."""
+    if not distributed.is_main():
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {**asdict(config), "learner": "ram", "world_size": distributed.world_size()}
+    (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n")
+    return RunLog(run_dir, resume_after=resume_after, tensorboard=config.tensorboard)
+
+
+def save_checkpoints(
+    run_dir: Path, config: TrainConfig, model, optimizer, scheduler, rng, envs, device, run: Progress, improved: bool
+) -> None:
+    """``last.pt`` (everything a resume needs, every rank's random streams) and, if ``improved``, ``best.pt``
+    (weights and config only, a third the size). Every rank calls this; rank 0 writes."""
+    streams = distributed.gather(rank_rng_state(envs, device))
+    if not distributed.is_main():
+        return
+    payload = {
+        "config": asdict(config),
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),  # the bare network's names: evaluate.py loads it without torchrun
+        **asdict(run),
     }
+    if improved:
+        checkpoint.save(run_dir / "best.pt", payload)
+    rng_states = {"numpy": rng.bit_generator.state, "ranks": streams}
+    resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states}
+    checkpoint.save(run_dir / "last.pt", {**payload, **resume, "world_size": distributed.world_size()})
 
 
-def _stretch_schedule(config: TrainConfig, optimizer, scheduler, steps_per_epoch: int) -> None:
-    """Extend a resumed run to ``config.n_epochs``: the cosine continues as if planned that long from
-    the start, so a finished run warms back up to where the longer schedule would stand now."""
+def rank_rng_state(envs, device) -> dict[str, Any]:
+    """This rank's own random streams: its env's (start locations, canvases) and torch's (sampled actions)."""
+    state = {"env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state()}
+    if device.type == "cuda":  # the sampled locations of a GPU run come from its generator
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def resume_run(
+    run_dir: Path, config: TrainConfig, model, optimizer, scheduler, rng, envs, val_envs, device
+) -> Progress:
+    """Load ``run_dir/last.pt`` into a fresh run's objects, rescore best.pt if the val protocol changed, and stretch
+    the schedule if ``n_epochs`` grew; returns where the run stands."""
+    state = checkpoint.load(run_dir, "last.pt")  # on the CPU, where RNG states live; load_state_dict moves the rest
+    check_resumable(run_dir, state, config)
+    t_max = getattr(scheduler, "T_max", None)  # the fresh cosine's length: config.n_epochs, before the saved one
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    run = Progress(**{f.name: state[f.name] for f in fields(Progress)})
+    restore_rng(state["rng"], rng, envs, device)
+    if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
+        run.best_val_error = score_val(load_model(run_dir / "best.pt", device)[0], val_envs, config, device)
+        print_main(f"val error now scored over {config.val_rollouts} rollouts: best.pt rescored")
+    print_main(
+        f"resuming {run_dir} after epoch {run.epoch} "
+        f"(best val error {run.best_val_error:.2f}% at epoch {run.best_epoch})"
+    )
+    planned = state["config"]["n_epochs"]
+    if config.n_epochs > planned:
+        stretch_schedule(config, optimizer, scheduler, t_max)
+        print_main(
+            f"extending the run from {planned} to {config.n_epochs} epochs "
+            f"(learning rate now {optimizer.param_groups[0]['lr']:.2e})"
+        )
+    return run
+
+
+def check_resumable(run_dir: Path, state: dict, config: TrainConfig) -> None:
+    """Refuse, with one clear line, a resume that could not end where the uninterrupted run would."""
+    if trajectory(state["config"]) != trajectory(asdict(config)):
+        raise checkpoint.CheckpointError(
+            f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out"
+        )
+    planned = state["config"]["n_epochs"]
+    if config.n_epochs < planned:
+        raise ValueError(
+            f"--n_epochs {config.n_epochs} is shorter than the run's {planned}; resume with n_epochs >= {planned}"
+        )
+    trained_on, world = state.get("world_size", 1), distributed.world_size()
+    if trained_on != world:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}/last.pt was trained on {trained_on} process(es) and this is {world}: resume with the same "
+            f"number (torchrun --nproc_per_node {trained_on}; plain python for 1), whose random streams it holds"
+        )
+
+
+def restore_rng(saved: dict, rng: np.random.Generator, envs, device) -> None:
+    """Put back the epoch order's generator and this rank's own streams, as :func:`save_checkpoints` stored them."""
+    rng.bit_generator.state = saved["numpy"]
+    mine = saved["ranks"][distributed.rank()] if "ranks" in saved else saved  # a one-process run's older layout
+    envs.unwrapped.np_random.bit_generator.state = mine["env"]
+    torch.set_rng_state(mine["torch"])
+    if device.type == "cuda" and "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], device)
+
+
+def trajectory(config: dict) -> dict:
+    """The parts of a config that shape the run (stopping and selection rules, paths and logging may change on
+    resume, and ``n_epochs`` may grow: see :func:`stretch_schedule`)."""
+    model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
+    free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "tensorboard")
+    return {**{k: v for k, v in config.items() if k not in free}, "model": model}
+
+
+def stretch_schedule(config: TrainConfig, optimizer, scheduler, t_max: int) -> None:
+    """Extend a resumed run to ``t_max`` updates (``config.n_epochs``): the cosine continues as if planned that long
+    from the start, so a finished run warms back up to where the longer schedule would stand now."""
     if config.lr_schedule != "cosine":
         return
-    scheduler.T_max = config.n_epochs * steps_per_epoch
+    scheduler.T_max = t_max
     progress = scheduler.last_epoch / scheduler.T_max
     for group in optimizer.param_groups:  # CosineAnnealingLR updates lr recursively: set the closed form once
         group["lr"] = config.lr * (1 + math.cos(math.pi * progress)) / 2
-
-
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Drop metric rows of epochs after the checkpoint (an epoch interrupted after its row was written)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= epoch])
 
 
 def load_model(path, device="cpu") -> tuple[RecurrentAttentionModel, TrainConfig]:

@@ -52,8 +52,9 @@ def plain_evaluate(model, envs, rollouts: int, n_images: int) -> np.ndarray:
         images = np.arange(start, min(start + chunk, n_images))
         obs, _ = envs.reset(options={"indices": np.repeat(np.resize(images, chunk), rollouts)})
         for t in range(envs.unwrapped.config.n_glimpses):
-            obs, _, _, _, info = envs.step(policy(obs, first=t == 0))
-        probs = policy.logits.softmax(-1).view(-1, rollouts, policy.logits.shape[-1]).mean(1)
+            action, logits = policy.act(obs, first=t == 0)
+            obs, _, _, _, info = envs.step(action)
+        probs = logits.softmax(-1).view(-1, rollouts, logits.shape[-1]).mean(1)
         correct[images] = (probs.argmax(-1).numpy() == info["label"][::rollouts])[: len(images)]
     return correct
 
@@ -86,7 +87,8 @@ def main() -> None:
     for name, seconds in best.items():
         print(f"  {name:5s} {seconds:6.2f} s   error {100 * (1 - flags[name].mean()):.2f}%")
     print(
-        f"  ours is {best['plain'] / best['ours']:.2f}x faster; same flags: {np.array_equal(flags['plain'], flags['ours'])}"
+        f"  ours is {best['plain'] / best['ours']:.2f}x faster; "
+        f"same flags: {np.array_equal(flags['plain'], flags['ours'])}"
     )
 
 
