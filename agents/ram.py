@@ -160,8 +160,10 @@ class BatchPolicy:
         device="cpu",
         sample: bool = False,
         generator: torch.Generator | None = None,
+        tensors: bool = False,
     ):
         self.model, self.device, self.sample, self.generator = model.eval(), device, sample, generator
+        self.tensors = tensors  # actions as tensors on ``device`` (for the torch backend), else numpy arrays
         self.state = None
 
     def __call__(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
@@ -188,4 +190,5 @@ class BatchPolicy:
         if self.sample:
             loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
         logits = self.model.classify(h)
-        return {"location": loc.clamp(-1, 1).cpu().numpy(), "label": logits.argmax(-1).cpu().numpy()}, logits
+        action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
+        return (action if self.tensors else {k: v.cpu().numpy() for k, v in action.items()}), logits

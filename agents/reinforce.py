@@ -60,6 +60,9 @@ class TrainConfig:
     seed: int = 1
     data_dir: str | None = None
     device: str = "auto"
+    # where episodes live: "auto" (the torch backend on the training device if it is a GPU, so that no step copies
+    # to the host; the numpy backend on a CPU, where it is faster), "numpy", or a torch device ("cpu", "cuda")
+    env_device: str = "auto"
     max_minutes: float | None = None  # stop after the epoch that passes this much training time
     eval_batch: int = 1000
     train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
@@ -90,16 +93,30 @@ def resolve_device(name: str) -> torch.device:
     return distributed.device(name)
 
 
-def make_envs(config: TrainConfig, split: str, num_envs: int) -> gym.vector.VectorEnv:
-    """The task's native vector env on one split: the agent's only way in."""
+def resolve_env_device(config: TrainConfig, device: torch.device) -> torch.device | None:
+    """The torch device the episodes live on for ``config.env_device`` (see there), or None for the numpy backend."""
+    if config.env_device == "numpy" or (config.env_device == "auto" and device.type != "cuda"):
+        return None
+    return device if config.env_device == "auto" else distributed.device(config.env_device)
+
+
+def make_envs(config: TrainConfig, split: str, num_envs: int, device: torch.device | None = None):
+    """The task's native vector env on one split: the agent's only way in. ``device``: the torch backend's
+    device (observations, rewards and infos as tensors there); None: the numpy backend."""
     return gym.make_vec(
         config.env_id,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
         split=split,
         data_dir=config.data_dir,
+        **({} if device is None else {"device": device}),
         **config.env_kwargs,
     )
+
+
+def env_array(envs, x: torch.Tensor):
+    """An action array as ``envs`` takes it without a copy: the tensor itself for the torch backend, else numpy."""
+    return x if envs.unwrapped.device is not None else x.cpu().numpy()
 
 
 def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAttentionModel:
@@ -120,7 +137,7 @@ def rollout_loss(
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = net.initial_state(n, device)
-    no_label = np.zeros(n, dtype=np.int64)
+    no_label = env_array(envs, torch.zeros(n, dtype=torch.int64, device=device))
     log_pis, baselines = [], []
     for t in range(n_glimpses):
         h, state = model(*to_tensor(obs, device), state)
@@ -130,7 +147,7 @@ def rollout_loss(
             location = sample_locations(policy, device)
             log_pis.append(policy.log_prob(location).sum(-1))
             # The log-probability is of the unclipped sample; the env only accepts [-1, 1].
-            action = {"location": location.clamp(-1, 1).cpu().numpy(), "label": no_label}
+            action = {"location": env_array(envs, location.clamp(-1, 1)), "label": no_label}
         else:
             logits = net.classify(h)
             if config.classifier_loss == "hybrid":
@@ -139,7 +156,7 @@ def rollout_loss(
                 answer = Categorical(logits=logits)
                 label = sample_labels(answer, device)
                 log_pis.append(answer.log_prob(label))
-            action = {"location": np.zeros((n, 2), dtype=np.float32), "label": label.cpu().numpy()}
+            action = {"location": env_array(envs, torch.zeros(n, 2, device=device)), "label": env_array(envs, label)}
         obs, reward, terminated, _, info = envs.step(action)
     assert terminated.all(), "every episode ends after n_glimpses steps"
     reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
@@ -220,7 +237,8 @@ def evaluate(
     if chunk < 1 or envs.num_envs % rollouts:
         raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
-    policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator)
+    tensors = envs.unwrapped.device is not None  # the torch backend: actions stay on the device
+    policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator, tensors=tensors)
     n_glimpses = envs.unwrapped.config.n_glimpses
     rank, world = distributed.rank(), distributed.world_size()
     correct = np.zeros(n_images, dtype=bool)
@@ -236,7 +254,7 @@ def evaluate(
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats
         obs, _ = envs.reset(options={"indices": np.repeat(padded, rollouts)})
         # The rollouts of a val/test image start from the same fixed glimpse: read it once per image.
-        same_start = all(np.array_equal(v, np.repeat(v[::rollouts], rollouts, axis=0)) for v in obs.values())
+        same_start = all(repeats_rows(v, rollouts) for v in obs.values())
         action, logits = policy.act(obs, first=True, repeats=rollouts if same_start else 1)
         obs, _, _, _, info = envs.step(action)
         for t in range(1, n_glimpses):
@@ -247,6 +265,13 @@ def evaluate(
         correct[images] = (probs.argmax(-1) == labels)[: len(images)].cpu().numpy()
     model.train()
     return distributed.sum_arrays(correct) > 0 if world > 1 else correct
+
+
+def repeats_rows(v, r: int) -> bool:
+    """Whether ``v`` (numpy array or tensor) is blocks of ``r`` identical rows."""
+    if isinstance(v, torch.Tensor):
+        return torch.equal(v, v[::r].repeat_interleave(r, 0))
+    return np.array_equal(v, np.repeat(v[::r], r, axis=0))
 
 
 EVAL_CHUNK = 500  # images per evaluation batch: fixed, so that sampled locations (and scores) never depend on it
@@ -261,10 +286,12 @@ def evaluate_split(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    env_device: torch.device | None = None,
 ) -> np.ndarray:
-    """:func:`evaluate` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images."""
+    """:func:`evaluate` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images, with
+    episodes on ``env_device`` (None: the numpy backend; the scores are the same)."""
     rollouts = rollouts or config.test_rollouts
-    envs = make_envs(config, split, EVAL_CHUNK * rollouts)
+    envs = make_envs(config, split, EVAL_CHUNK * rollouts, env_device)
     correct = evaluate(model, envs, rollouts, device, limit=limit, seed=seed, progress=progress)
     envs.close()
     return correct
@@ -307,8 +334,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         )
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)  # the epochs' image orders: the same on every rank
-    envs = make_envs(config, "train", config.batch_size // world * config.train_rollouts)
-    val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts)
+    on = resolve_env_device(config, device)
+    envs = make_envs(config, "train", config.batch_size // world * config.train_rollouts, on)
+    val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts, on)
     envs.reset(seed=distributed.rank_seed(config.seed))
     model = make_model(config, envs).to(device)
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)
@@ -423,7 +451,7 @@ def save_checkpoints(
 
 def rank_rng_state(envs, device) -> dict[str, Any]:
     """This rank's own random streams: its env's (start locations, canvases) and torch's (sampled actions)."""
-    state = {"env": envs.unwrapped.np_random.bit_generator.state, "torch": torch.get_rng_state()}
+    state = {"env": envs.unwrapped.get_random_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":  # the sampled locations of a GPU run come from its generator
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -482,7 +510,8 @@ def restore_rng(saved: dict, rng: np.random.Generator, envs, device) -> None:
     """Put back the epoch order's generator and this rank's own streams, as :func:`save_checkpoints` stored them."""
     rng.bit_generator.state = saved["numpy"]
     mine = saved["ranks"][distributed.rank()] if "ranks" in saved else saved  # a one-process run's older layout
-    envs.unwrapped.np_random.bit_generator.state = mine["env"]
+    env = mine["env"] if "np_random" in mine["env"] else {"np_random": mine["env"]}  # older runs: np_random alone
+    envs.unwrapped.set_random_state(env)
     torch.set_rng_state(mine["torch"])
     if device.type == "cuda" and "cuda" in mine:
         torch.cuda.set_rng_state(mine["cuda"], device)

@@ -138,6 +138,21 @@ class GlimpseVectorEnv(VectorEnv):
         self._start(rows, indices)
         return self._obs(), {"index": self.xp.copy(self.core.index), "_index": self.xp.asarray(mask)}
 
+    def get_random_state(self) -> dict[str, Any]:
+        """The random streams of the train episodes (``np_random``'s state and, for the torch backend, its generator's),
+        for a training run that must resume exactly; :meth:`set_random_state` puts them back."""
+        state = {"np_random": self.np_random.bit_generator.state}
+        if self.device is not None and self._rng is not None:
+            state["generator"] = self._rng.get_state()
+        return state
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        if self._rng_source is not self.np_random:  # made first: making it draws from np_random
+            self._rng, self._rng_source = self.xp.generator(self.np_random), self.np_random
+        self.np_random.bit_generator.state = state["np_random"]
+        if "generator" in state and self.device is not None:  # a run resumed on the other backend goes on inexactly
+            self._rng.set_state(state["generator"])
+
     def step(self, actions: dict):
         core, xp = self.core, self.xp
         if (core.t < 0).any():

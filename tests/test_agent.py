@@ -185,11 +185,21 @@ def test_save_load_gives_identical_predictions(data_dir, tmp_path):
     torch.testing.assert_close(logits_a, logits_b, rtol=0, atol=0)
 
 
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+
+
 @pytest.mark.parametrize(
-    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+    "device, env_device",
+    [
+        ("cpu", "numpy"),
+        ("cpu", "cpu"),
+        pytest.param("cuda", "numpy", marks=GPU),
+        pytest.param("cuda", "auto", marks=GPU),
+    ],
 )
-def test_resume_continues_the_same_run(data_dir, tmp_path, device):
-    config = small_config(data_dir, n_epochs=2, device=device)
+def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device):
+    # env_device "cpu": episodes from the torch backend, whose generator last.pt must keep too.
+    config = small_config(data_dir, n_epochs=2, device=device, env_device=env_device)
     reinforce.train(config, tmp_path / "straight")
     # The same run, stopped after its first epoch (a zero time budget) and resumed.
     reinforce.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")
@@ -309,3 +319,28 @@ def test_evaluate_visits_every_image_once_and_pads_the_last_chunk(data_dir):
 def test_error_interval():
     err, low, high = reinforce.error_with_interval(np.array([True] * 99 + [False]))
     assert err == pytest.approx(1.0) and low < 1.0 < high and low > 0
+
+
+def test_torch_backend_episodes_give_the_numpy_backends_losses_and_scores(data_dir):
+    # Val episodes are the same on both backends, so the same network and noise give the same loss and scores.
+    config = small_config(data_dir)
+    numpy_envs, torch_envs = reinforce.make_envs(config, "val", 64), reinforce.make_envs(config, "val", 64, "cpu")
+    assert isinstance(torch_envs.reset()[0]["glimpse"], torch.Tensor)
+    model = reinforce.make_model(config, numpy_envs)
+    terms = []
+    for envs in (numpy_envs, torch_envs):
+        torch.manual_seed(0)
+        losses, reward = reinforce.rollout_loss(model, envs, np.arange(64), config, torch.device("cpu"))
+        terms.append({**{k: v.item() for k, v in losses.items()}, "reward": reward})
+    assert terms[0] == pytest.approx(terms[1], abs=1e-6)
+    on_numpy = reinforce.evaluate(model, reinforce.make_envs(config, "val", 500), 10, "cpu", limit=300)
+    on_torch = reinforce.evaluate(model, reinforce.make_envs(config, "val", 500, "cpu"), 10, "cpu", limit=300)
+    np.testing.assert_array_equal(on_numpy, on_torch)
+
+
+def test_env_device_auto_keeps_numpy_on_a_cpu_and_follows_a_gpu():
+    config = TrainConfig()
+    assert reinforce.resolve_env_device(config, torch.device("cpu")) is None
+    assert reinforce.resolve_env_device(config, torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert reinforce.resolve_env_device(replace(config, env_device="numpy"), torch.device("cuda", 0)) is None
+    assert reinforce.resolve_env_device(replace(config, env_device="cpu"), torch.device("cpu")) == torch.device("cpu")
