@@ -1,10 +1,10 @@
 """Score a trained agent on every image of a split exactly once; watch or record its episodes.
 
-    python evaluate.py runs/MNIST-ram-seed1                      # test error of best.pt, with a 95% interval
-    python evaluate.py runs/MNIST-ram-seed1/last.pt --split val --test-rollouts 10
-    python evaluate.py runs/MNIST-ram-seed1 --render human        # watch test episodes in a window
-    python evaluate.py runs/MNIST-ram-seed1 --gif episodes.gif    # a 5x5 grid of test episodes
-    python evaluate.py runs/MNIST-ram-seed1 --video videos/       # MP4s (needs: pip install -e '.[video]')
+    python evaluate.py runs/MNIST-v0-ram-seed1                        # test error of best.pt, with a 95% interval
+    python evaluate.py runs/MNIST-v0-ram-seed1/last.pt --split val --test-rollouts 10
+    python evaluate.py runs/MNIST-v0-ram-seed1 --render human         # watch test episodes in a window
+    python evaluate.py runs/MNIST-v0-ram-seed1 --gif episodes.gif     # a 5x5 grid of test episodes
+    python evaluate.py runs/MNIST-v0-ram-seed1 --video videos/        # MP4s (needs: pip install -e '.[video]')
 
 Works on RAM agent checkpoints (``*.pt`` or a run folder) and Stable-Baselines3 runs (``--algo ppo|a2c|recurrent_ppo``
 run folders or their ``*.zip``); the checkpoint's config is all it needs.

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
 
+from agents.ram import RAMConfig, RecurrentAttentionModel
 from ram_env import TaskConfig
 from ram_env.datasets import N_CLASSES
 
 FORMAT = "ram-gym/ram-agent"
+DAMAGED = "its config does not match its weights (a damaged or edited file)"
 VERSION = 1
 
 
@@ -49,7 +52,9 @@ def load(path: str | os.PathLike, name: str = "best.pt", map_location: str | tor
     """Read a checkpoint (or ``<run dir>/<name>``) and check that it is one of ours."""
     path = resolve(path, name)
     if path.stat().st_size > 0 and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not a checkpoint (torch.save writes zip archives; this file is not one)")
+        raise CheckpointError(
+            f"{path} is truncated or not a checkpoint (not a whole zip archive, as torch.save writes)"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch.load fails in many ways on a foreign or damaged file; all mean the same here
@@ -71,8 +76,6 @@ def load(path: str | os.PathLike, name: str = "best.pt", map_location: str | tor
 
 def check_weights(path: Path, model_config: dict, weights: dict) -> None:
     """The weights have exactly the tensors, and the sizes, that the model config builds."""
-    from agents.ram import RAMConfig, RecurrentAttentionModel
-
     try:
         expected = RecurrentAttentionModel(RAMConfig(**model_config)).state_dict()
     except (TypeError, ValueError) as e:
@@ -82,7 +85,7 @@ def check_weights(path: Path, model_config: dict, weights: dict) -> None:
         raise CheckpointError(
             f"{path} was saved with core {model_config.get('core', 'rnn')!r} and glimpse_net "
             f"{model_config.get('glimpse_net', 'mlp')!r}, but its weights are of another network "
-            f"({', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}); the file was damaged or edited"
+            f"({', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}); {DAMAGED}"
         )
     readable = {  # sizes the weights show directly, named as in the model config
         "core_hidden": ("classifier.weight", 1),
@@ -93,13 +96,18 @@ def check_weights(path: Path, model_config: dict, weights: dict) -> None:
         if name in weights and weights[name].shape[dim] != expected[name].shape[dim]:
             raise CheckpointError(
                 f"{path} was saved with {key} {expected[name].shape[dim]} but its weights are for "
-                f"{key} {weights[name].shape[dim]}; the file was damaged or edited"
+                f"{key} {weights[name].shape[dim]}; {DAMAGED}"
             )
     for name, tensor in expected.items():
         if weights[name].shape != tensor.shape:
+            part = name.split(".")[0]
+            keys = {"core": ["core"], "what": ["glimpse_shape", "glimpse_hidden", "glimpse_net"]}.get(
+                part, ["core_hidden"]
+            )
+            saved = " and ".join(f"{k} {model_config.get(k, asdict(RAMConfig())[k])!r}" for k in keys)
             raise CheckpointError(
-                f"{path} was saved with {model_config} but its weights are {name} {tuple(weights[name].shape)}, "
-                f"not {tuple(tensor.shape)}; the file was damaged or edited"
+                f"{path} was saved with {saved} but its weights are {name} {tuple(weights[name].shape)}, "
+                f"not {tuple(tensor.shape)}; {DAMAGED}"
             )
 
 
