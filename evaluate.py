@@ -1,10 +1,10 @@
 """Score a trained agent on every image of a split exactly once; watch or record its episodes.
 
-    python evaluate.py runs/MNIST-ram-seed1                      # test error of best.pt, with a 95% interval
-    python evaluate.py runs/MNIST-ram-seed1/last.pt --split val --test_rollouts 10
-    python evaluate.py runs/MNIST-ram-seed1 --render human        # watch test episodes in a window
-    python evaluate.py runs/MNIST-ram-seed1 --gif episodes.gif    # a 5x5 grid of test episodes
-    python evaluate.py runs/MNIST-ram-seed1 --video videos/       # MP4s (needs: pip install -e '.[video]')
+    python evaluate.py runs/MNIST-v0-ram-seed1                        # test error of best.pt, with a 95% interval
+    python evaluate.py runs/MNIST-v0-ram-seed1/last.pt --split val --test-rollouts 10
+    python evaluate.py runs/MNIST-v0-ram-seed1 --render human         # watch test episodes in a window
+    python evaluate.py runs/MNIST-v0-ram-seed1 --gif episodes.gif     # a 5x5 grid of test episodes
+    python evaluate.py runs/MNIST-v0-ram-seed1 --video videos/        # MP4s (needs: pip install -e '.[video]')
 
 Works on RAM agent checkpoints (``*.pt`` or a run folder) and Stable-Baselines3 runs (``--algo ppo|a2c|recurrent_ppo``
 run folders or their ``*.zip``); the checkpoint's config is all it needs.
@@ -12,7 +12,6 @@ run folders or their ``*.zip``); the checkpoint's config is all it needs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,81 +21,42 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents import cli
 from agents.checkpoint import CheckpointError
+from agents.cli import UsageError, flag, natural_int, positive_int
 from agents.reinforce import error_with_interval
+from ram_env import TaskConfig, datasets
 from ram_env.datasets import DatasetError
 
+PROG = "evaluate.py"
+EPISODES = 25  # episodes watched or recorded when --episodes is not given
+DEVICE = "cpu"  # evaluation runs alone: the CPU unless asked
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+def parser() -> cli.Parser:
+    p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses best.pt / best.zip) or a checkpoint file")
     p.add_argument("--split", choices=["train", "val", "test"], default="test", help="default test")
-    p.add_argument(
-        "--test_rollouts", type=int, help="episodes per image, class probabilities averaged (default: the run's)"
-    )
-    p.add_argument("--limit", type=int, help="score only the first N images of the split")
-    p.add_argument(
-        "--data-dir", help="folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)"
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
-    p.add_argument(
-        "--threads", type=int, help="CPU threads for torch (default: torch's, one per core; pass 1 on a busy machine)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the sampled locations when --test_rollouts > 1 (default 0)"
-    )
+    flag(p, "test_rollouts", "episodes per image, class probabilities averaged (default: the run's)", type=positive_int)
+    flag(p, "limit", "score only the first N images of the split (default: all)", type=positive_int)
+    flag(p, "data_dir", "folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
+    flag(p, "device", f"cpu, cuda, cuda:1, auto (default {DEVICE})")
+    flag(p, "threads", "CPU threads for torch (default: one per core; pass 1 on a busy machine)", type=positive_int)
+    flag(p, "seed", "random seed of the sampled locations when --test-rollouts > 1 (default 0)", type=natural_int)
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
-    show.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
-    show.add_argument("--gif", type=Path, metavar="PATH", help="write an animated GIF of --episodes episodes, tiled")
-    show.add_argument(
+    one = show.add_mutually_exclusive_group()
+    one.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
+    one.add_argument("--gif", type=Path, metavar="PATH", help="write an animated GIF of --episodes episodes, tiled")
+    one.add_argument(
         "--video", type=Path, metavar="DIR", help="record --episodes episodes as MP4 files (Gymnasium's RecordVideo)"
     )
-    show.add_argument(
-        "--episodes", type=int, default=25, help="episodes to watch or record: the first images of --split (default 25)"
+    flag(
+        show,
+        "episodes",
+        f"episodes to watch or record: the first images of --split (default {EPISODES})",
+        type=positive_int,
     )
     return p
-
-
-def load_agent(args: argparse.Namespace):
-    """The agent's task keywords (for GlimpseEnv) and its policy over batches of observations."""
-    if is_sb3(args.checkpoint):
-        from agents import sb3
-
-        model, config = sb3.load(args.checkpoint)
-        kwargs = {k: v for k, v in config["env"].items() if k != "split"}
-        if args.data_dir:
-            kwargs["data_dir"] = args.data_dir
-        policy = sb3.policy_of(model, config["algo"], kwargs)
-    else:
-        from agents import reinforce
-        from agents.ram import BatchPolicy
-
-        model, config = reinforce.load_model(args.checkpoint)
-        kwargs = {**gym.spec(config.env_id).kwargs, **config.env_kwargs, "data_dir": config.data_dir}
-        policy = BatchPolicy(model)
-    if args.data_dir:
-        kwargs["data_dir"] = args.data_dir
-    kwargs["split"] = args.split
-    return kwargs, policy
-
-
-def show(args: argparse.Namespace) -> str:
-    """Watch or record episodes of the first ``--episodes`` images of the split."""
-    from ram_env import GlimpseEnv, GlimpseVectorEnv, recording
-
-    kwargs, policy = load_agent(args)
-    indices = np.arange(args.episodes)
-    if args.gif:
-        envs = GlimpseVectorEnv(args.episodes, render_mode="rgb_array", **kwargs)
-        recording.record_gif(envs, policy, args.gif, indices, max_side=800)
-        return f"wrote {args.gif}"
-    if args.video:
-        paths = recording.record_video(GlimpseEnv(render_mode="rgb_array", **kwargs), policy, args.video, indices=indices)
-        return f"wrote {len(paths)} videos to {args.video}"
-    env = GlimpseEnv(render_mode="human", **kwargs)
-    results = recording.watch(env, policy, indices=indices)
-    env.close()
-    return f"{sum(results)} of {len(results)} episodes right"
 
 
 def is_sb3(path: Path) -> bool:
@@ -107,55 +67,138 @@ def is_sb3(path: Path) -> bool:
     if path.is_dir() and config.is_file():
         try:
             return json.loads(config.read_text()).get("algo", "ram") != "ram"
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             return False
     return False
 
 
-def score(args: argparse.Namespace) -> tuple[np.ndarray, str]:
-    """Correct flags for each scored image, and a description of what was scored."""
-    if is_sb3(args.checkpoint):
-        from agents import sb3
+def check_flags(args, sb3: bool) -> None:
+    """A flag that would be silently ignored is named instead."""
+    watching = args.render or args.gif or args.video
+    given = [k for k in ("test_rollouts", "limit", "seed", "device", "episodes") if getattr(args, k) is not None]
+    for key in given:
+        name = "--" + key.replace("_", "-")
+        if watching and key in ("test_rollouts", "limit", "seed"):
+            raise UsageError(f"{name} applies to scoring; --render, --gif and --video show --episodes episodes")
+        if not watching and key == "episodes":
+            raise UsageError(f"{name} applies to --render, --gif and --video; to score fewer images use --limit")
+        if sb3 and key in ("test_rollouts", "seed", "device"):
+            raise UsageError(f"{name} applies to RAM agent checkpoints; an SB3 run plays one deterministic episode")
 
-        correct, config = sb3.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
+
+def check_sb3_task(path: Path) -> None:
+    """The SB3 run's config.json names a task this code can build."""
+    config_path = (path if path.is_dir() else path.parent) / "config.json"
+    try:
+        env = json.loads(config_path.read_text())["env"]
+        TaskConfig.from_kwargs({k: v for k, v in env.items() if k not in ("split", "render_mode")})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UsageError(f"{config_path} does not describe a task this code can build ({type(e).__name__}: {e})")
+
+
+def load_agent(args, sb3: bool):
+    """The agent's task keywords (for GlimpseEnv) and its policy over batches of observations."""
+    if sb3:
+        from agents import sb3 as sb3_runs
+
+        model, config = sb3_runs.load(args.checkpoint)
+        kwargs = {k: v for k, v in config["env"].items() if k != "split"}
+        policy = sb3_runs.policy_of(model, config["algo"], kwargs)
+    else:
+        from agents import reinforce
+        from agents.ram import BatchPolicy
+
+        device = reinforce.resolve_device(args.device or DEVICE)
+        model, config = reinforce.load_model(args.checkpoint, device)
+        kwargs = {**gym.spec(config.env_id).kwargs, **config.env_kwargs, "data_dir": config.data_dir}
+        policy = BatchPolicy(model, device)
+    if args.data_dir:
+        kwargs["data_dir"] = args.data_dir
+    kwargs["split"] = args.split
+    return kwargs, policy
+
+
+def show(args, sb3: bool) -> str:
+    """Watch or record episodes of the first ``--episodes`` images of the split."""
+    from ram_env import GlimpseEnv, GlimpseVectorEnv, recording
+
+    kwargs, policy = load_agent(args, sb3)
+    indices = np.arange(args.episodes or EPISODES)
+    n_images = len(datasets.load(kwargs["dataset"], args.split, kwargs.get("data_dir"))[1])
+    if len(indices) > n_images:
+        raise UsageError(f"--episodes {len(indices)}: the {args.split} split has {n_images} images")
+    if args.gif:
+        envs = GlimpseVectorEnv(len(indices), render_mode="rgb_array", **kwargs)
+        recording.record_gif(envs, policy, args.gif, indices, max_side=800)
+        return f"wrote {args.gif}"
+    if args.video:
+        paths = recording.record_video(
+            GlimpseEnv(render_mode="rgb_array", **kwargs), policy, args.video, indices=indices
+        )
+        return f"wrote {len(paths)} videos to {args.video}"
+    env = GlimpseEnv(render_mode="human", **kwargs)
+    results = recording.watch(env, policy, indices=indices)
+    env.close()
+    return f"{sum(results)} of {len(results)} episodes right"
+
+
+def score(args, sb3: bool) -> tuple[np.ndarray, str]:
+    """Correct flags for each scored image, and a description of what was scored."""
+    if sb3:
+        from agents import sb3 as sb3_runs
+
+        correct, config = sb3_runs.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
         return correct, f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}"
 
     from agents import reinforce
 
-    device = reinforce.resolve_device(args.device)
+    device = reinforce.resolve_device(args.device or DEVICE)
     model, config = reinforce.load_model(args.checkpoint, device)
     if args.data_dir:
         config.data_dir = args.data_dir
     rollouts = args.test_rollouts or config.test_rollouts
-    if rollouts < 1:
-        raise ValueError(f"--test_rollouts must be >= 1, got {rollouts}")
+    if args.seed is not None and rollouts == 1:
+        raise UsageError("--seed draws the locations of --test-rollouts > 1; one rollout plays the policy's means")
     correct = reinforce.evaluate_split(
-        model, config, args.split, rollouts, device, limit=args.limit, seed=args.seed, progress=True
+        model,
+        config,
+        args.split,
+        rollouts,
+        device,
+        limit=args.limit,
+        seed=args.seed or 0,
+        progress=True,
+        env_device=reinforce.resolve_env_device(config, device),  # on a GPU the episodes live there too
     )
     return correct, f"RAM agent on {config.env_id}, {rollouts} rollout(s)"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads is not None:
-        if args.threads < 1:
-            parser().error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.episodes < 1:
-        parser().error(f"--episodes must be >= 1, got {args.episodes}")
     start = time.perf_counter()
     try:
+        if not args.checkpoint.exists():
+            raise UsageError(f"{args.checkpoint}: no such checkpoint file or run folder")
+        sb3 = is_sb3(args.checkpoint)
+        check_flags(args, sb3)
+        cli.check_device(args.device or DEVICE)
+        if sb3:
+            check_sb3_task(args.checkpoint)
         if args.render or args.gif or args.video:
-            print(show(args))
+            print(show(args, sb3))
             return 0
-        correct, what = score(args)
-    except (CheckpointError, DatasetError, FileNotFoundError, ValueError, gym.error.DependencyNotInstalled) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 2
+        correct, what = score(args, sb3)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, CheckpointError, DatasetError, OSError, ValueError, gym.error.DependencyNotInstalled) as e:
+        return cli.fail(PROG, e)
     err, low, high = error_with_interval(correct)
-    print(
-        f"{args.split} error {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images — {what} ({time.perf_counter() - start:.0f}s)"
-    )
+    seconds = time.perf_counter() - start
+    interval = f"(95% CI {low:.2f}-{high:.2f}%)"
+    print(f"{args.split} error {err:.2f}% {interval} on {len(correct)} images — {what} ({seconds:.0f}s)")
     return 0
 
 

@@ -1,202 +1,139 @@
 """Train an agent on a RAM task: the RAM agent (REINFORCE + learned baseline) or, with --algo, an SB3 algorithm.
 
-The seed's command lines work unchanged, e.g.
+The reference implementation's command lines work unchanged (its underscore spellings are aliases), e.g.
 
     python train_agent.py --data MNIST --n_glimpses 6 --patch_size 8 --n_patches 1 --scale 2 --std 0.15 --seed 1
 
 and so do presets (``--preset exp1`` .. ``exp4``, the paper's four experiments) with any flag overriding them.
 Each run writes one folder (``--out``): config.json, metrics.csv, best.pt (chosen on val), last.pt.
-Ctrl-C and ``--resume`` lose at most the current epoch; ``--resume`` with a larger ``--n_epochs`` extends a run.
+Ctrl-C loses at most the current epoch and prints the command that continues the run (``--resume``);
+``--resume`` keeps the run's settings for every flag not given, and a larger ``--n-epochs`` extends it.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
 import gymnasium as gym
 import torch
 
+from agents import cli
+from agents.cli import UsageError, flag, natural_int, positive_float, positive_int
+from agents.ram import RAMConfig
 from agents.reinforce import TrainConfig, error_with_interval
-from ram_env import task_id
+from ram_env import TASKS, TaskConfig, task_id
 
-# The paper's four experiments, as the seed ran them.
+PROG = "train_agent.py"
+# The paper's four experiments, as the reference implementation ran them: the registered tasks and a policy std.
 PRESETS = {
-    "exp1": dict(
-        data="MNIST", translated_size=None, n_clutter=0, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15
-    ),
-    "exp2": dict(
-        data="MNIST", translated_size=60, n_clutter=0, n_glimpses=8, patch_size=12, n_patches=3, scale=2, std=0.25
-    ),
-    "exp3": dict(
-        data="MNIST",
-        translated_size=60,
-        n_clutter=4,
-        clutter_size=8,
-        n_glimpses=8,
-        patch_size=12,
-        n_patches=3,
-        scale=2,
-        std=0.25,
-    ),
-    "exp4": dict(
-        data="MNIST",
-        translated_size=100,
-        n_clutter=4,
-        clutter_size=8,
-        n_glimpses=8,
-        patch_size=12,
-        n_patches=4,
-        scale=2,
-        std=0.25,
-    ),
+    "exp1": dict(data="MNIST", **TASKS["{D}"], std=0.15),
+    "exp2": dict(data="MNIST", **TASKS["Translated{D}60"], std=0.25),
+    "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25),
+    "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25),
 }
-# Defaults of a run with no flags (RAM/MNIST-v0); the learning settings are TrainConfig's (see the README for why).
-_T = TrainConfig()
-DEFAULTS = dict(
-    data="MNIST",
-    translated_size=None,
-    n_clutter=0,
-    clutter_size=8,
-    n_glimpses=6,
-    patch_size=8,
-    n_patches=1,
-    scale=2,
-    std=0.15,
-    start="random",
-    glimpse_hidden=128,
-    location_hidden=128,
-    core_hidden=256,
-    core="rnn",
-    glimpse_net="mlp",
-    algo="ram",
-    total_timesteps=200_000,
-    n_envs=8,
-    **{
-        k: getattr(_T, k)
-        for k in (
-            "seed",
-            "batch_size",
-            "n_epochs",
-            "patience",
-            "lr",
-            "lr_schedule",
-            "train_rollouts",
-            "test_rollouts",
-            "val_rollouts",
-            "classifier_loss",
-        )
-    },
+ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo")
+TASK_KEYS = ("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start")
+MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
+TRAIN_KEYS = (
+    *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
+    *("classifier_loss", "max_minutes", "train_images", "env_device"),
 )
+SB3_KEYS = ("total_timesteps", "n_envs")
+SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, "seed")
+# Settings a resumed run may change; every other one shapes the run and must stay what it was.
+MAY_CHANGE_ON_RESUME = (
+    *("n_epochs", "patience", "val_rollouts", "max_minutes", "env_device", "total_timesteps", "n_envs"),
+)
+SB3_TIMESTEPS = 200_000  # an SB3 run's default budget of env steps: this command line's choice
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def defaults() -> dict:
+    """Every setting of a run with no flags, read from the dataclasses that own it (RAM/MNIST-v0)."""
+    from agents import sb3
+
+    task, model, train = TaskConfig(), RAMConfig(), TrainConfig()
+    return {
+        "algo": "ram",
+        "data": task.dataset,
+        **{k: getattr(task, k) for k in TASK_KEYS},
+        **{k: getattr(model, k) for k in MODEL_KEYS},
+        **{k: getattr(train, k) for k in (*TRAIN_KEYS, "seed")},
+        "total_timesteps": SB3_TIMESTEPS,
+        "n_envs": inspect.signature(sb3.train).parameters["n_envs"].default,
+    }
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def parser() -> cli.Parser:
+    d = defaults()
+    p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
 
+    def add(group, name: str, help: str, default_text: str | None = None, **kwargs):
+        """A setting: absent from the namespace unless given, its default shown once, in the help."""
+        shown = d[name] if default_text is None else default_text
+        flag(group, name, f"{help} (default {shown})", default=argparse.SUPPRESS, **kwargs)
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add = p.add_argument
-    add("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
-    add("--algo", choices=["ram", "ppo", "a2c", "recurrent_ppo"], help=f"learner (default {DEFAULTS['algo']})")
-    task = p.add_argument_group("task (the seed's flags)")
-    task.add_argument(
-        "--data", choices=["MNIST", "FashionMNIST", "KMNIST"], help=f"dataset (default {DEFAULTS['data']})"
-    )
-    task.add_argument(
-        "--translated_size", type=positive_int, help="canvas side (60, 100); omit for the plain 28x28 digit"
-    )
-    task.add_argument("--n_clutter", type=int, help="clutter pieces per image (default 0)")
-    task.add_argument("--clutter_size", type=positive_int, help="side of a clutter piece (default 8)")
-    task.add_argument(
-        "--n_glimpses", type=positive_int, help=f"glimpses per episode (default {DEFAULTS['n_glimpses']})"
-    )
-    task.add_argument("--patch_size", type=positive_int, help=f"patch side (default {DEFAULTS['patch_size']})")
-    task.add_argument("--n_patches", type=positive_int, help=f"patches per glimpse (default {DEFAULTS['n_patches']})")
-    task.add_argument("--scale", type=positive_int, help=f"zoom between patches (default {DEFAULTS['scale']})")
-    task.add_argument("--start", choices=["random", "center"], help="first glimpse location (default random)")
-    agent = p.add_argument_group("RAM agent")
-    agent.add_argument("--std", type=positive_float, help=f"location policy std (default {DEFAULTS['std']})")
-    agent.add_argument("--glimpse_hidden", type=positive_int, help=f"default {DEFAULTS['glimpse_hidden']}")
-    agent.add_argument("--location_hidden", type=positive_int, help=f"default {DEFAULTS['location_hidden']}")
-    agent.add_argument("--core_hidden", type=positive_int, help=f"default {DEFAULTS['core_hidden']}")
-    agent.add_argument("--core", choices=["rnn", "lstm"], help=f"core network (default {DEFAULTS['core']})")
-    agent.add_argument(
-        "--glimpse_net",
-        choices=["mlp", "conv"],
-        help=f"glimpse network's what pathway: mlp (the paper's) or conv (default {DEFAULTS['glimpse_net']})",
-    )
-    agent.add_argument("--batch_size", type=positive_int, help=f"images per update (default {DEFAULTS['batch_size']})")
-    agent.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {DEFAULTS['lr']})")
-    agent.add_argument("--lr_schedule", choices=["cosine", "constant"], help=f"default {DEFAULTS['lr_schedule']}")
-    agent.add_argument("--n_epochs", type=positive_int, help=f"default {DEFAULTS['n_epochs']}")
-    agent.add_argument(
-        "--patience",
+    p.add_argument("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
+    add(p, "algo", "learner", choices=ALGOS)
+    task = p.add_argument_group("task (the reference implementation's flags)")
+    add(task, "data", "dataset", choices=["MNIST", "FashionMNIST", "KMNIST"])
+    add(task, "translated_size", "canvas side, e.g. 60 or 100", "none: the plain 28x28 digit", type=positive_int)
+    add(task, "n_clutter", "clutter pieces per image", type=natural_int)
+    add(task, "clutter_size", "side of a clutter piece", type=positive_int)
+    add(task, "n_glimpses", "glimpses per episode", type=positive_int)
+    add(task, "patch_size", "patch side", type=positive_int)
+    add(task, "n_patches", "patches per glimpse", type=positive_int)
+    add(task, "scale", "zoom between patches", type=positive_int)
+    add(task, "start", "first glimpse location", choices=["random", "center"])
+    agent = p.add_argument_group("RAM agent (--algo ram)")
+    add(agent, "std", "location policy std", type=positive_float)
+    add(agent, "glimpse_hidden", "glimpse network's what pathway size", type=positive_int)
+    add(agent, "location_hidden", "glimpse network's where pathway size", type=positive_int)
+    add(agent, "core_hidden", "core network size", type=positive_int)
+    add(agent, "core", "core network", choices=["rnn", "lstm"])
+    add(agent, "glimpse_net", "what pathway: mlp (the paper's) or conv", choices=["mlp", "conv"])
+    add(
+        agent,
+        "batch_size",
+        "images per update, over all processes under torchrun (each plays batch-size / N; the learning rate "
+        "needs no change with N)",
         type=positive_int,
-        help=f"stop after this many epochs without a better val error (default {DEFAULTS['patience']})",
     )
-    agent.add_argument("--train_rollouts", type=positive_int, help="episodes per training image (default 1)")
-    agent.add_argument(
-        "--test_rollouts",
-        type=positive_int,
-        help=f"episodes per test image, locations sampled, class probabilities averaged (default {DEFAULTS['test_rollouts']})",
-    )
-    agent.add_argument(
-        "--val_rollouts",
-        type=positive_int,
-        help="episodes per val image when choosing best.pt: 1 (default, mean locations) is fastest; "
-        "the --test_rollouts count chooses by the test's own protocol (may change on --resume: best.pt is rescored)",
-    )
-    agent.add_argument(
-        "--classifier_loss", choices=["hybrid", "reinforce"], help="hybrid: cross-entropy; reinforce: pure RL"
-    )
-    agent.add_argument(
-        "--max-minutes", type=positive_float, help="stop after the epoch that passes this much training time"
-    )
-    agent.add_argument(
-        "--train-images", type=positive_int, help="train on the first N training images only (quick trials)"
+    add(agent, "lr", "Adam learning rate", type=positive_float)
+    add(agent, "lr_schedule", "learning-rate schedule", choices=["cosine", "constant"])
+    add(agent, "n_epochs", "epochs; on --resume a larger value extends the run", type=positive_int)
+    add(agent, "patience", "stop after this many epochs without a better val error", type=positive_int)
+    add(agent, "train_rollouts", "episodes per training image", type=positive_int)
+    add(agent, "test_rollouts", "episodes per test image, class probabilities averaged", type=positive_int)
+    add(agent, "val_rollouts", "episodes per val image when choosing best.pt", type=positive_int)
+    add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
+    add(agent, "max_minutes", "stop after the epoch that passes this much training time", "none", type=positive_float)
+    add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
+    add(
+        agent,
+        "env_device",
+        "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a torch device",
     )
     sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo)")
-    sb3.add_argument("--total-timesteps", type=positive_int, help=f"env steps (default {DEFAULTS['total_timesteps']})")
-    sb3.add_argument("--n-envs", type=positive_int, help=f"parallel envs (default {DEFAULTS['n_envs']})")
+    add(sb3, "total_timesteps", "env steps", type=positive_int)
+    add(sb3, "n_envs", "parallel envs", type=positive_int)
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=int, help="default 1")
-    run.add_argument("--data-dir", help="folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
-    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ... (default auto)")
-    run.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="CPU threads for torch (default 1: never slow on a busy machine)",
+    add(run, "seed", "random seed", type=natural_int)
+    flag(run, "data_dir", "folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
+    flag(run, "device", f"auto (CUDA if present), cpu, cuda, cuda:1, ... (default {TrainConfig.device})")
+    flag(
+        run, "threads", "CPU threads for torch (default 1: never slow on a busy machine)", type=positive_int, default=1
     )
-    run.add_argument("--out", type=Path, help="run folder (default runs/<task>-<algo>-seed<seed>)")
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last.pt (a larger --n_epochs extends it)",
-    )
-    run.add_argument("--no-gif", action="store_true", help="do not write best.gif")
+    flag(run, "out", "run folder (default runs/<task>-<algo>-seed<seed>)", type=Path)
+    flag(run, "resume", "continue the run in --out; flags not given keep the run's values", action="store_true")
+    flag(run, "no_gif", "do not write best.gif", action="store_true")
+    flag(run, "no_tensorboard", "do not write TensorBoard event files", action="store_true")
     return p
-
-
-def settings(args: argparse.Namespace) -> dict:
-    """Defaults, then the preset, then every flag given on the command line."""
-    merged = dict(DEFAULTS)
-    if args.preset:
-        merged.update(PRESETS[args.preset])
-    merged.update({k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS})
-    return merged
 
 
 def task_of(s: dict) -> tuple[str, dict]:
@@ -206,99 +143,146 @@ def task_of(s: dict) -> tuple[str, dict]:
     env_id = task_id(pattern, s["data"])
     if env_id not in gym.registry:  # an unusual canvas size: any id of the dataset, every keyword given
         env_id = task_id("{D}", s["data"])
-    keys = ("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start")
-    return env_id, {k: s[k] if k != "translated_size" else size for k in keys}
+    return env_id, {k: s[k] if k != "translated_size" else size for k in TASK_KEYS}
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    s = settings(args)
-    env_id, env_kwargs = task_of(s)
-    out = args.out or Path("runs") / f"{env_id.split('/')[1]}-{s['algo']}-seed{s['seed']}"
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        parser().error(f"--out {out} already holds a run; pass --resume to continue it, or choose another --out")
-    if args.resume and not (out / ("last.pt" if s["algo"] == "ram" else "config.json")).exists():
-        parser().error(f"--resume: {out} holds no run to continue")
+def settings(args, base: dict) -> dict:
+    """``base`` (the defaults, or a resumed run's settings), then the preset, then every flag given."""
+    given = {k: v for k, v in vars(args).items() if k in SETTINGS}
+    return {**base, **PRESETS.get(args.preset, {}), **given}
 
-    if s["algo"] != "ram":
-        from agents import sb3
 
-        task = dict(dataset=s["data"], data_dir=args.data_dir, **env_kwargs)
-        try:
-            summary = sb3.train(
-                s["algo"],
-                task,
-                out,
-                s["total_timesteps"],
-                seed=s["seed"],
-                device=args.device,
-                resume=args.resume,
-                n_envs=s["n_envs"],
-            )
-            correct, _ = sb3.evaluate(out, "test", args.data_dir)
-        except (ValueError, FileNotFoundError, FileExistsError) as e:
-            print(f"train_agent.py: error: {e}", file=sys.stderr)
-            return 2
-        err, low, high = error_with_interval(correct)
-        print(f"{s['algo']}: {summary}")
-        print(f"test error of best.zip: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
-        return 0
-
-    from agents import distributed, reinforce
-    from agents.checkpoint import CheckpointError
-    from ram_env.datasets import DatasetError
-
-    model_keys = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
+def saved_settings(out: Path) -> dict | None:
+    """The settings of the run in ``out``; None if it holds no checkpoint (no finished epoch) to build on."""
+    ram = [n for n in ("last.pt", "best.pt") if (out / n).is_file()]
+    sb3 = [n for n in ("model.zip", "best.zip") if (out / n).is_file()]
+    if not ram and not sb3:
+        return None
     try:
-        config = TrainConfig(
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--out {out} holds {(ram + sb3)[0]} but no readable config.json ({e}); choose another --out")
+    s = {**defaults(), "files": ram or sb3, "resumable": "last.pt" in ram or "model.zip" in sb3}
+    if sb3:
+        env = config.get("env", {})
+        task = {k: env.get(k, s[k]) for k in TASK_KEYS}
+        return {**s, **task, "algo": config.get("algo"), "data": env.get("dataset", s["data"])} | {
+            k: config[k] for k in (*SB3_KEYS, "seed") if k in config
+        }
+    spec = gym.spec(config["env_id"]).kwargs if config.get("env_id") in gym.registry else {}
+    task = {k: config.get("env_kwargs", {}).get(k, spec.get(k, s[k])) for k in TASK_KEYS}
+    learning = {k: config[k] for k in (*TRAIN_KEYS, "seed") if k in config}
+    return {**s, **task, **config.get("model", {}), **learning, "data": spec.get("dataset", s["data"])}
+
+
+def plan(args) -> tuple[dict, Path, bool]:
+    """The run's settings, its folder, and whether it continues a run there (else it starts afresh)."""
+    s = settings(args, defaults())
+    out = args.out or Path("runs") / f"{task_of(s)[0].split('/')[1]}-{s['algo']}-seed{s['seed']}"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder for the run")
+    saved = saved_settings(out)
+    if saved is None:
+        if args.resume:
+            print(f"{out} holds no finished epoch yet: starting the run afresh")
+        return s, out, False
+    if not args.resume:
+        raise UsageError(
+            f"--out {out} already holds a run ({', '.join(saved['files'])}); add --resume to continue it, "
+            "or choose another --out"
+        )
+    if not saved["resumable"]:
+        raise UsageError(f"--resume: {out} holds {saved['files'][0]} but no last.pt to continue; choose another --out")
+    resumed = settings(args, saved)
+    foreign = SB3_KEYS if saved["algo"] == "ram" else (*MODEL_KEYS, *TRAIN_KEYS)
+    for key in ("algo", *SETTINGS):
+        if key not in (*MAY_CHANGE_ON_RESUME, *foreign) and resumed[key] != saved[key]:
+            name = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"--resume: {out} holds a run with {name} {saved[key]}, not {resumed[key]}; "
+                f"drop {name} (or --preset) to continue it, or choose another --out"
+            )
+    if resumed["n_epochs"] < saved["n_epochs"]:
+        raise UsageError(f"--n-epochs {resumed['n_epochs']} is shorter than the run's {saved['n_epochs']}")
+    return resumed, out, True
+
+
+def check_flags_apply(args, s: dict) -> None:
+    """A flag of the other learner would be silently ignored: name it instead."""
+    given = [k for k in vars(args) if k in SETTINGS] + (["no_gif"] if args.no_gif else [])
+    if s["algo"] == "ram":
+        foreign, learner = SB3_KEYS, "the SB3 algorithms (--algo ppo|a2c|recurrent_ppo)"
+    else:
+        foreign, learner = (*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), "the RAM agent (--algo ram)"
+    wrong = [k for k in given if k in foreign]
+    if wrong:
+        raise UsageError(f"--{wrong[0].replace('_', '-')} is a setting of {learner}, not of --algo {s['algo']}")
+
+
+def ram_config(args, s: dict) -> TrainConfig:
+    """The RAM agent's run config; its task and sizes checked before anything is loaded."""
+    env_id, env_kwargs = task_of(s)
+    if s["train_images"] is not None and s["batch_size"] > s["train_images"]:
+        raise UsageError(f"--batch-size {s['batch_size']} is larger than --train-images {s['train_images']}")
+    try:
+        return TrainConfig(
             env_id=env_id,
             env_kwargs=env_kwargs,
-            model={k: s[k] for k in model_keys},
+            model={k: s[k] for k in MODEL_KEYS},
             data_dir=args.data_dir,
-            device=args.device,
-            max_minutes=args.max_minutes,
-            train_images=args.train_images,
-            **{
-                k: s[k]
-                for k in (
-                    "batch_size",
-                    "lr",
-                    "lr_schedule",
-                    "n_epochs",
-                    "patience",
-                    "train_rollouts",
-                    "test_rollouts",
-                    "val_rollouts",
-                    "classifier_loss",
-                    "seed",
-                )
-            },
+            device=args.device or TrainConfig.device,
+            tensorboard=not args.no_tensorboard,
+            **{k: s[k] for k in (*TRAIN_KEYS, "seed")},
         )
     except ValueError as e:
-        parser().error(str(e))
-    say = print if distributed.is_main() else lambda *a, **k: None  # under torchrun, rank 0 alone prints
-    say(f"training the RAM agent on {env_id} {env_kwargs} -> {out}")
-    try:
-        summary = reinforce.train(config, out, resume=args.resume)
-    except KeyboardInterrupt:
-        say(f"\ninterrupted; continue with: python train_agent.py --out {out} --resume  (plus the same flags)")
-        return 130
-    except (ValueError, DatasetError, CheckpointError) as e:  # bad task geometry, data folder or checkpoint
-        print(f"train_agent.py: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(e) from None
+
+
+def train_ram(args, s: dict, out: Path, resume: bool) -> None:
+    """Train the RAM agent into ``out``; then score best.pt on test and draw its episodes."""
+    from agents import distributed, reinforce
+
+    config = ram_config(args, s)
+    say = reinforce.print_main  # under torchrun every rank trains and scores; rank 0 alone prints and writes
+    say(f"training the RAM agent on {config.env_id} {config.env_kwargs} -> {out}")
+    summary = reinforce.train(config, out, resume=resume)
+    minutes = summary["elapsed_seconds"] / 60
+    say(f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {minutes:.1f} min")
+    device = reinforce.resolve_device(config.device)
+    model, _ = reinforce.load_model(out, device)
+    env_device = reinforce.resolve_env_device(config, device)
+    correct = reinforce.evaluate_split(model, config, "test", device=device, env_device=env_device)
+    err, low, high = error_with_interval(correct)
     say(
-        f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {summary['elapsed_seconds'] / 60:.1f} min of training"
-    )
-    model, _ = reinforce.load_model(out, reinforce.resolve_device(config.device))
-    correct = reinforce.evaluate_split(model, config, "test", device=reinforce.resolve_device(config.device))
-    err, low, high = reinforce.error_with_interval(correct)
-    say(
-        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, {config.test_rollouts} rollout(s)"
+        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, "
+        f"{config.test_rollouts} rollout(s)"
     )
     if not args.no_gif and distributed.is_main():
         write_gif(model, config, out / "best.gif")
-    return 0
+
+
+def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
+    """Train an SB3 algorithm into ``out``; then score best.zip on test."""
+    from agents import sb3
+
+    task = dict(dataset=s["data"], data_dir=args.data_dir, **task_of(s)[1])
+    print(f"training {s['algo']} on {task} -> {out}", flush=True)
+    device = args.device or TrainConfig.device
+    summary = sb3.train(
+        s["algo"],
+        task,
+        out,
+        s["total_timesteps"],
+        seed=s["seed"],
+        device=device,
+        resume=resume,
+        n_envs=s["n_envs"],
+        tensorboard=not args.no_tensorboard,
+    )
+    correct, _ = sb3.evaluate(out, "test", args.data_dir)
+    err, low, high = error_with_interval(correct)
+    print(f"{s['algo']}: {summary}")
+    print(f"test error of best.zip: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
 
 
 def write_gif(model, config: TrainConfig, path: Path) -> None:
@@ -317,6 +301,39 @@ def write_gif(model, config: TrainConfig, path: Path) -> None:
     )
     recording.record_gif(envs, BatchPolicy(model.cpu()), path, indices=range(16), max_side=640)
     print(f"wrote {path}")
+
+
+def continue_command(command: list[str]) -> str:
+    """The command that continues an interrupted run: the same one, plus --resume (under torchrun, its launch)."""
+    from agents import distributed
+
+    if distributed.launched():
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+        command = ["torchrun", "--nproc_per_node", nproc, *command[1:]]
+    return shlex.join([*command, *([] if "--resume" in command else ["--resume"])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents import distributed
+    from agents.checkpoint import CheckpointError
+    from ram_env.datasets import DatasetError
+
+    command = [sys.executable, *sys.argv] if argv is None else ["python", PROG, *argv]
+    args = parser().parse_args(command[2:])
+    torch.set_num_threads(args.threads)
+    try:
+        cli.check_device(args.device or TrainConfig.device)
+        s, out, resume = plan(args)
+        check_flags_apply(args, s)
+        TaskConfig(dataset=s["data"], **task_of(s)[1])  # a bad task geometry is named before any data is read
+        (train_ram if s["algo"] == "ram" else train_sb3)(args, s, out, resume)
+    except KeyboardInterrupt:
+        if distributed.is_main():
+            print(f"\ninterrupted; continue with: {continue_command(command)}", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, DatasetError, CheckpointError, OSError, ImportError) as e:
+        return cli.fail(PROG, e)
+    return 0
 
 
 if __name__ == "__main__":

@@ -521,7 +521,7 @@ def trajectory(config: dict) -> dict:
     """The parts of a config that shape the run (stopping and selection rules, paths and logging may change on
     resume, and ``n_epochs`` may grow: see :func:`stretch_schedule`)."""
     model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
-    free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "tensorboard")
+    free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "env_device", "tensorboard")
     return {**{k: v for k, v in config.items() if k not in free}, "model": model}
 
 
