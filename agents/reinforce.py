@@ -376,14 +376,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             epoch_seconds=seconds,
             elapsed_seconds=run.elapsed_seconds,
         )
-        if log is not None:
-            log.write(**row)
         save_checkpoints(run_dir, config, model, optimizer, scheduler, rng, envs, device, run, improved)
-        print_main(
-            f"epoch {run.epoch:3d}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.2f}%  "
-            f"val error {val_error:.2f}%{' *' if improved else '  '}  lr {row['lr']:.2e}  {seconds:.1f}s  "
-            f"({run.elapsed_seconds / 60:.1f} min)"
-        )
+        report_epoch(log, row, improved)
     for closable in (envs, val_envs, log):
         if closable is not None:
             closable.close()
@@ -409,6 +403,19 @@ def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: Tr
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
     loss, accuracy = distributed.sum_arrays(np.array([np.mean(losses), np.mean(rewards)])) / distributed.world_size()
     return float(loss), float(accuracy)
+
+
+def report_epoch(log: RunLog | None, row: dict[str, float], improved: bool) -> None:
+    """Rank 0: the epoch's metrics row (CSV and TensorBoard) and its progress line."""
+    if log is None:
+        return
+    log.write(**row)
+    print(
+        f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.2f}%  "
+        f"val error {row['val_error']:.2f}%{' *' if improved else '  '}  lr {row['lr']:.2e}  "
+        f"{row['epoch_seconds']:.1f}s  ({row['elapsed_seconds'] / 60:.1f} min)",
+        flush=True,
+    )
 
 
 def print_main(text: str) -> None:

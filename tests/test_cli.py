@@ -66,8 +66,8 @@ def test_reference_command_lines_give_the_papers_experiments(experiment):
 def readme_commands() -> list[tuple[str, list[str]]]:
     """Every ``python train_agent.py ...`` / ``python evaluate.py ...`` command line in README.md."""
     text = (Path(__file__).parent.parent / "README.md").read_text().replace("\\\n", " ")
-    found = re.findall(r"python (train_agent|evaluate)\.py((?: +[^\s`|#]+)*)", text)
-    return [(script, shlex.split(args)) for script, args in found]
+    found = re.findall(r"(?:python|torchrun[^\n]*?) (train_agent|evaluate)\.py((?: +[^\s`|#]+)*)", text)
+    return [(script, shlex.split(args)) for script, args in found if args.split() != ["--help"]]
 
 
 def test_readme_command_lines_parse_and_check():
