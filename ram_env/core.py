@@ -233,7 +233,8 @@ class GlimpseCore:
         keys = self.action_keys
         if not isinstance(action, dict) or len(action) != len(keys) or any(k not in action for k in keys):
             got = sorted(map(str, action)) if isinstance(action, dict) else repr(action)
-            hint = " ('stop' needs answer='any_step')" if isinstance(action, dict) and "stop" in action else ""
+            extra = isinstance(action, dict) and "stop" in action and not self.any_step
+            hint = " ('stop' needs answer='any_step')" if extra else ""
             names = ", ".join(map(repr, keys[:-1])) + f" and {keys[-1]!r}"
             raise ValueError(f"{name} must be a dict with exactly the keys {names}, got {got}{hint}")
         return action["location"], action["label"], action["stop"] if self.any_step else None
