@@ -13,6 +13,9 @@ Mnih et al. (2014), each with the seed's settings as defaults (any keyword overr
 ``gym.make(id)`` is one episode at a time (numpy); ``gym.make_vec(id, num_envs=N,
 vectorization_mode="vector_entry_point")`` is N episodes as one numpy batch, and with ``device="cuda"`` (any
 torch device) as torch tensors that never leave that device (see :class:`GlimpseVectorEnv`).
+
+Every id also takes the task options, each off by default: ``answer="any_step"`` adds a ``stop`` action so the
+agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimpse taken (see :class:`GlimpseEnv`).
 """
 
 import gymnasium

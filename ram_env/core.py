@@ -17,6 +17,8 @@ from ram_env import canvas, datasets
 from ram_env.backend import NUMPY
 from ram_env.sensor import Retina, integral_image
 
+ANSWERS = ("last_step", "any_step")
+
 
 @dataclass(frozen=True)
 class TaskConfig:
@@ -33,6 +35,8 @@ class TaskConfig:
     n_patches: int = 1
     scale: int = 2
     start: str = "random"  # first glimpse location: "random" (uniform) or "center"
+    answer: str = "last_step"  # when the label counts: "last_step" (step n_glimpses) or "any_step" (a stop action)
+    glimpse_cost: float = 0.0  # subtracted from the final reward per glimpse taken; needs answer="any_step"
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> "TaskConfig":
@@ -62,6 +66,7 @@ class TaskConfig:
             raise TypeError(f"data_dir must be a path or None, got {self.data_dir!r}")
         if self.start not in ("random", "center"):
             raise ValueError(f"start must be 'random' or 'center', got {self.start!r}")
+        self._check_answer()
         if not isinstance(self.n_glimpses, (int, np.integer)) or self.n_glimpses < 1:
             raise ValueError(f"n_glimpses must be a positive integer, got {self.n_glimpses!r}")
         if self.split not in datasets.SPLITS:
@@ -69,6 +74,21 @@ class TaskConfig:
         if self.dataset not in datasets.DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(datasets.DATASETS)}")
         Retina(self.canvas_spec.size, self.patch_size, self.n_patches, self.scale)  # validates the geometry
+
+    def _check_answer(self) -> None:
+        if self.answer not in ANSWERS:
+            raise ValueError(f"answer must be 'last_step' or 'any_step', got {self.answer!r}")
+        cost = self.glimpse_cost
+        if isinstance(cost, bool) or not isinstance(cost, (int, float, np.integer, np.floating)):
+            raise TypeError(f"glimpse_cost must be a number >= 0, got {cost!r}")
+        if not (np.isfinite(cost) and cost >= 0):
+            raise ValueError(f"glimpse_cost must be a finite number >= 0, got {cost!r}")
+        if cost != 0 and self.answer != "any_step":
+            # every last_step episode takes n_glimpses glimpses: a cost would only shift every reward
+            raise ValueError(
+                f"glimpse_cost={cost!r} needs answer='any_step' (with answer='last_step' every episode "
+                "takes n_glimpses glimpses, so a cost would only shift every reward)"
+            )
 
     @property
     def canvas_spec(self) -> canvas.CanvasSpec:
@@ -96,6 +116,9 @@ class GlimpseCore:
     arrays of the backend ``xp`` (:mod:`ram_env.backend`): numpy by default, torch tensors on a device
     otherwise. The clocks ``t`` stay a host numpy array: which episodes end or restart is known on the host
     without waiting for the device.
+
+    With ``answer="any_step"`` the action gains a ``stop`` flag; an episode that answers keeps its clock
+    (``t`` is then the glimpses it took) and is marked ``done`` (host bool) until its next reset.
     """
 
     def __init__(self, config: TaskConfig, num_envs: int, xp=NUMPY):
@@ -109,6 +132,8 @@ class GlimpseCore:
         self.spec = config.canvas_spec
         self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale, xp)
         self.n_glimpses = config.n_glimpses
+        self.any_step = config.answer == "any_step"
+        self.glimpse_cost = float(config.glimpse_cost)
         # The val and test episodes are fixed: draw every image's layout and random start location once,
         # from a seed of the split, so that every agent, run and library is scored on the same episodes
         # (drawn by numpy for every backend, then moved to the backend's device).
@@ -123,10 +148,11 @@ class GlimpseCore:
             glimpse=spaces.Box(0.0, 1.0, (n, 1, p, p), np.float32),
             location=spaces.Box(-1.0, 1.0, (2,), np.float32),
         )
-        self.action_space = spaces.Dict(
-            location=spaces.Box(-1.0, 1.0, (2,), np.float32),
-            label=spaces.Discrete(self.n_classes),
-        )
+        action = dict(location=spaces.Box(-1.0, 1.0, (2,), np.float32), label=spaces.Discrete(self.n_classes))
+        if self.any_step:
+            action["stop"] = spaces.Discrete(2)
+        self.action_space = spaces.Dict(**action)  # keywords keep the order: location, label[, stop]
+        self.action_keys = tuple(action)
         s = self.spec.size
         self.index = xp.zeros(num_envs, xp.int64)
         self.label = xp.zeros(num_envs, xp.int64)
@@ -135,6 +161,7 @@ class GlimpseCore:
         self.location = xp.zeros((num_envs, 2), xp.float32)
         self.glimpse = xp.zeros((num_envs, n, 1, p, p), xp.float32)
         self.t = np.full(num_envs, -1, dtype=np.int64)  # glimpses taken; -1 before the first reset
+        self.done = np.zeros(num_envs, dtype=bool)  # answered: the episode needs a reset
 
     # ----------------------------------------------------------------------------------------- reset
     def check_indices(self, indices, b: int) -> np.ndarray:
@@ -187,6 +214,7 @@ class GlimpseCore:
             else:
                 self.retina(self.tables, start, None, out=self.glimpse)
             self.t[:] = 1
+            self.done[:] = False
         else:
             at = xp.asarray(rows)
             drawn = canvas.draw(self.spec, self.images, layout, xp=xp)
@@ -197,8 +225,47 @@ class GlimpseCore:
             self.location[at] = start
             self.glimpse[at] = self.retina(self.tables, start, at)
             self.t[rows] = 1
+            self.done[rows] = False
 
     # ------------------------------------------------------------------------------------- actions
+    def split_action(self, action, name: str) -> tuple:
+        """The ``location``, ``label`` and ``stop`` (None without ``answer="any_step"``) entries of an action dict."""
+        keys = self.action_keys
+        if not isinstance(action, dict) or len(action) != len(keys) or any(k not in action for k in keys):
+            got = sorted(map(str, action)) if isinstance(action, dict) else repr(action)
+            extra = isinstance(action, dict) and "stop" in action and not self.any_step
+            hint = " ('stop' needs answer='any_step')" if extra else ""
+            names = ", ".join(map(repr, keys[:-1])) + f" and {keys[-1]!r}"
+            raise ValueError(f"{name} must be a dict with exactly the keys {names}, got {got}{hint}")
+        return action["location"], action["label"], action["stop"] if self.any_step else None
+
+    def _check_stop(self, stop) -> np.ndarray:
+        """``num_envs`` stop flags (0/1 or bools, any backend) as a host bool array, or a ValueError."""
+        xp, n = self.xp, self.num_envs
+        arr = xp.as_array(stop)
+        if arr is None or xp.kind(arr) not in "biu":
+            raise ValueError(
+                f"action['stop'] must be 0 (look again) or 1 (answer now), integers or bools, got {stop!r}"
+            )
+        if tuple(arr.shape) != (n,):
+            raise ValueError(f"action['stop'] must have shape {(n,)} (one flag per env), got shape {tuple(arr.shape)}")
+        host = xp.to_numpy(arr)  # which episodes end is decided on the host
+        bad = (host < 0) | (host > 1)
+        if bad.any():
+            raise ValueError(
+                f"action['stop'] must be 0 (look again) or 1 (answer now), "
+                f"got {host[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
+            )
+        return host.astype(bool)
+
+    @staticmethod
+    def check_stop_one(stop) -> bool:
+        """One stop flag (0, 1, a bool, or a numpy scalar of those) as a bool, or a ValueError."""
+        value = stop[()] if isinstance(stop, np.ndarray) and stop.shape == () else stop
+        if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+            return bool(value)
+        raise ValueError(f"action['stop'] must be 0 (look again) or 1 (answer now), got {stop!r}")
+
     def _numbers(self, value, what: str, kinds: str):
         """``value`` as a backend array whose dtype kind is one of ``kinds``, or a ValueError naming ``what``."""
         arr = self.xp.as_array(value)
@@ -219,8 +286,9 @@ class GlimpseCore:
             f"action['location'] {what}, got {location[bad].tolist() if envs else location.tolist()}{where}"
         )
 
-    def check_action(self, location, label) -> tuple:
-        """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays.
+    def check_action(self, location, label, stop=None) -> tuple:
+        """Validate a batch of ``num_envs`` actions; return them as float32 ``(N, 2)`` and int64 ``(N,)`` arrays,
+        and the stop flags as a host bool ``(N,)`` array (None without ``answer="any_step"``).
 
         The arrays are the backend's (on its device); numpy arrays, torch tensors and lists are accepted.
         """
@@ -242,7 +310,7 @@ class GlimpseCore:
                 f"action['label'] must be a class in [0, {self.n_classes}), "
                 f"got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
             )
-        return location, xp.astype(label, xp.int64)
+        return location, xp.astype(label, xp.int64), self._check_stop(stop) if self.any_step else None
 
     def check_one(self, location, label) -> tuple[np.ndarray, float, float, int]:
         """Validate one action; return the location as a new float32 ``(2,)`` array and as two floats, and the label."""
@@ -264,15 +332,19 @@ class GlimpseCore:
         return loc, x, y, label
 
     # --------------------------------------------------------------------------------------- steps
-    def step(self, rows: np.ndarray | None, location, label) -> tuple:
+    def step(self, rows: np.ndarray | None, location, label, stop: np.ndarray | None = None) -> tuple:
         """Advance the episodes in ``rows`` (all running; ``None``: all); return their rewards and terminated flags.
 
-        ``location`` and ``label`` hold one entry per advanced episode (backend arrays). The rewards
-        (float64) are a backend array, the terminated flags a host numpy bool array.
+        ``location`` and ``label`` hold one entry per advanced episode (backend arrays), ``stop`` one host bool
+        each or None. An episode answers on step ``n_glimpses`` or where it stops; it is paid 1 if right, less
+        ``glimpse_cost`` per glimpse taken. The rewards (float64) are a backend array, the terminated flags a
+        host numpy bool array.
         """
         xp = self.xp
         t = self.t if rows is None else self.t[rows]
         final = t >= self.n_glimpses
+        if stop is not None:
+            final |= stop
         if rows is None and not final.any():  # the common step: every episode takes a glimpse
             self.location[:] = location
             self.retina(self.tables, location, None, out=self.glimpse)
@@ -280,20 +352,24 @@ class GlimpseCore:
             return xp.zeros(self.num_envs, xp.float64), final
         if rows is None:
             rows = np.arange(self.num_envs)
+        paid = xp.asarray(self.glimpse_cost * t) if self.glimpse_cost else 0.0  # before the clocks move
         looks = xp.asarray(~final)
         look = xp.asarray(rows[~final])
         self.location[look] = location[looks]
         self.glimpse[look] = self.retina(self.tables, location[looks], look)
-        self.t[rows] += 1
+        self.t[rows[~final]] += 1
+        self.done[rows[final]] = True
         right = xp.astype(label == self.label[xp.asarray(rows)], xp.float64)
-        return xp.where(xp.asarray(final), right, 0.0), final
+        return xp.where(xp.asarray(final), right - paid, 0.0), final
 
-    def step_one(self, location: np.ndarray, x: float, y: float, label: int) -> tuple[float, bool]:
+    def step_one(self, location: np.ndarray, x: float, y: float, label: int, stop: bool = False) -> tuple[float, bool]:
         """:meth:`step` for the single episode of a ``num_envs == 1`` core, from :meth:`check_one`'s output."""
         t = self.t[0]
+        if stop or t >= self.n_glimpses:
+            self.done[0] = True
+            reward = 1.0 if label == self.label[0] else 0.0
+            return (reward - self.glimpse_cost * int(t) if self.glimpse_cost else reward), True
         self.t[0] = t + 1
-        if t >= self.n_glimpses:
-            return (1.0 if label == self.label[0] else 0.0), True
         self.location[0] = location
         self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
         return 0.0, False

@@ -17,22 +17,27 @@ class GlimpseEnv(gym.Env):
     Classify a digit that you may only see through a small, movable, multi-resolution glimpse, as in
     "Recurrent Models of Visual Attention" (Mnih et al., 2014). Each episode serves one image of an
     MNIST-family dataset on a canvas (plain 28x28, translated on a larger canvas, or cluttered); the
-    agent chooses where to look ``n_glimpses - 1`` times, then names the class.
+    agent chooses where to look ``n_glimpses - 1`` times, then names the class. With ``answer="any_step"``
+    it may instead name the class as soon as it is sure, and pay ``glimpse_cost`` for every glimpse it took.
 
     Coordinates: ``(x, y)`` in ``[-1, 1]^2``; ``(-1, -1)`` is the top-left corner of the canvas,
     ``(1, 1)`` the bottom-right, ``(0, 0)`` the centre. Pixels outside the canvas read as 0.
 
     ## Action Space
 
-    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10))``
+    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10))``; with ``answer="any_step"``,
+    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10), stop=Discrete(2))``.
 
-    | Key        | Meaning                                                                  |
-    |------------|--------------------------------------------------------------------------|
-    | `location` | where to take the next glimpse; ignored on the last step                 |
-    | `label`    | the answer on the last step (step ``n_glimpses``); ignored before it     |
+    | Key        | Meaning                                                                                  |
+    |------------|------------------------------------------------------------------------------------------|
+    | `location` | where to take the next glimpse; ignored on the step that answers                         |
+    | `label`    | the answer on the step that answers (step ``n_glimpses``, or ``stop=1``); ignored before |
+    | `stop`     | only with ``answer="any_step"``: 1 answers now, 0 looks again (at step ``n_glimpses`` the |
+    |            | answer is forced whatever ``stop`` says); 0/1 or a bool                                  |
 
-    Both keys are always validated: a wrong shape or type, a NaN, a location outside ``[-1, 1]``
-    (nothing is clipped) or a label outside the classes raises ``ValueError``.
+    Every key is always validated: a missing or extra key, a wrong shape or type, a NaN, a location outside
+    ``[-1, 1]`` (nothing is clipped), a label outside the classes or a stop flag other than 0/1 raises
+    ``ValueError``.
 
     ## Observation Space
 
@@ -45,7 +50,14 @@ class GlimpseEnv(gym.Env):
 
     ## Rewards
 
-    0 on steps ``1 .. n_glimpses - 1``; on step ``n_glimpses``, 1.0 if ``label`` is the true class, else 0.0.
+    0 on every step but the one that answers, which is paid ``correct - glimpse_cost * glimpses``:
+
+    | Term           | Value                                                                                  |
+    |----------------|----------------------------------------------------------------------------------------|
+    | `correct`      | 1.0 if ``label`` is the true class, else 0.0                                           |
+    | `glimpses`     | glimpses the agent saw: the one of ``reset`` and one per earlier step, so answering on |
+    |                | step ``k`` counts ``k`` (the answering step takes none); ``n_glimpses`` when forced    |
+    | `glimpse_cost` | the argument, 0 by default: the reward is then ``correct``, as in the paper            |
 
     ## Starting State
 
@@ -57,9 +69,12 @@ class GlimpseEnv(gym.Env):
 
     ## Episode End
 
-    The episode terminates on step ``n_glimpses``, so it holds exactly ``n_glimpses`` glimpses. There is
-    no truncation. The final ``info`` carries the true ``label`` and ``correct`` (bool); the final
-    observation repeats the last glimpse. Stepping after the end, or before ``reset``, raises ``RuntimeError``.
+    The episode terminates on the step that answers: step ``n_glimpses`` (``answer="last_step"``: exactly
+    ``n_glimpses`` glimpses), or the first step with ``stop=1`` (``answer="any_step"``). There is no
+    truncation. The final ``info`` carries the true ``label``, ``correct`` (bool) and ``glimpses`` (int, as in
+    the reward); the steps before it return an empty ``info`` (the glimpses so far are the steps so far). The
+    final observation repeats the last glimpse. Stepping after the end, or before ``reset``, raises
+    ``RuntimeError``.
 
     ## Evaluation
 
@@ -68,20 +83,26 @@ class GlimpseEnv(gym.Env):
 
     ## Arguments
 
-    | Argument          | Default    | Meaning                                                         |
-    |-------------------|------------|-----------------------------------------------------------------|
-    | `dataset`         | `"MNIST"`  | `"MNIST"`, `"FashionMNIST"` or `"KMNIST"`                        |
-    | `split`           | `"train"`  | `"train"` (55k), `"val"` (last 5k of the training set), `"test"` |
-    | `data_dir`        | `None`     | folder with `<dataset>/raw/`; else `$RAM_DATA_DIR`, else `./data` |
-    | `translated_size` | `None`     | canvas side (60, 100); `None` or 28 is the plain digit          |
-    | `n_clutter`       | `0`        | clutter pieces (needs `translated_size > 28`)                   |
-    | `clutter_size`    | `8`        | side of each clutter piece                                      |
-    | `n_glimpses`      | `6`        | glimpses (and steps) per episode                                |
-    | `patch_size`      | `8`        | side of each patch after downscaling                            |
-    | `n_patches`       | `1`        | patches (scales) per glimpse                                    |
-    | `scale`           | `2`        | each patch is `scale` times wider than the previous             |
-    | `start`           | `"random"` | first location: `"random"` or `"center"`                        |
-    | `render_mode`     | `None`     | `"human"` or `"rgb_array"`                                      |
+    | Argument          | Default       | Meaning                                                                    |
+    |-------------------|---------------|----------------------------------------------------------------------------|
+    | `dataset`         | `"MNIST"`     | `"MNIST"`, `"FashionMNIST"` or `"KMNIST"`                                  |
+    | `split`           | `"train"`     | `"train"` (55k), `"val"` (last 5k of the training set), `"test"`           |
+    | `data_dir`        | `None`        | folder with `<dataset>/raw/`; else `$RAM_DATA_DIR`, else `./data`          |
+    | `translated_size` | `None`        | canvas side (60, 100); `None` or 28 is the plain digit                     |
+    | `n_clutter`       | `0`           | clutter pieces (needs `translated_size > 28`)                              |
+    | `clutter_size`    | `8`           | side of each clutter piece                                                 |
+    | `n_glimpses`      | `6`           | glimpses (and steps) per episode; the most with `answer="any_step"`        |
+    | `patch_size`      | `8`           | side of each patch after downscaling                                       |
+    | `n_patches`       | `1`           | patches (scales) per glimpse                                               |
+    | `scale`           | `2`           | each patch is `scale` times wider than the previous                        |
+    | `start`           | `"random"`    | first location: `"random"` or `"center"`                                   |
+    | `answer`          | `"last_step"` | `"last_step"`: answer on step `n_glimpses`; `"any_step"`: a `stop` action  |
+    | `glimpse_cost`    | `0`           | reward lost per glimpse, a finite number `>= 0`; needs `answer="any_step"` |
+    | `render_mode`     | `None`        | `"human"` or `"rgb_array"`                                                 |
+
+    ``glimpse_cost`` without ``answer="any_step"`` is an error rather than ignored: every such episode takes
+    ``n_glimpses`` glimpses, so a cost would only shift every reward, which is not what anyone asking for it
+    meant.
 
     An unknown argument raises ``TypeError``; a value of the wrong type or an impossible geometry (a patch
     larger than the canvas, clutter without translation, ``translated_size < 28``) raises ``ValueError``
@@ -152,21 +173,23 @@ class GlimpseEnv(gym.Env):
         t = core.t[0]
         if t < 0:
             raise RuntimeError("step() called before reset()")
-        if t > core.n_glimpses:
+        if core.done[0]:
             raise RuntimeError(
-                f"step() called after the episode terminated (it lasts {core.n_glimpses} steps); call reset()"
+                f"step() called after the episode terminated (it ended on its answer, after {t} glimpses); call reset()"
             )
-        if not isinstance(action, dict) or len(action) != 2 or "location" not in action or "label" not in action:
-            keys = sorted(map(str, action)) if isinstance(action, dict) else None
-            raise ValueError(
-                "action must be a dict with exactly the keys 'location' and 'label', "
-                f"got {keys if keys is not None else repr(action)}"
-            )
-        location, x, y, label = core.check_one(action["location"], action["label"])
-        reward, terminated = core.step_one(location, x, y, label)
+        location, label, stop = core.split_action(action, "action")
+        location, x, y, label = core.check_one(location, label)
+        stop = core.any_step and core.check_stop_one(stop)
+        reward, terminated = core.step_one(location, x, y, label, stop)
         if terminated:
             self._answer = label
-            info: dict[str, Any] = {"label": int(core.label[0]), "correct": reward > 0.0, "index": int(core.index[0])}
+            truth = int(core.label[0])
+            info: dict[str, Any] = {
+                "label": truth,
+                "correct": label == truth,
+                "index": int(core.index[0]),
+                "glimpses": int(core.t[0]),
+            }
         else:
             self._history.append(location)
             info = {}

@@ -21,7 +21,8 @@ class GlimpseVectorEnv(VectorEnv):
 
     The single env's with a leading batch axis: observations ``glimpse`` ``(num_envs, n_patches, 1, p, p)``
     float32 and ``location`` ``(num_envs, 2)`` float32; actions ``location`` ``(num_envs, 2)`` and ``label``
-    ``(num_envs,)``. The spaces are Gymnasium's numpy spaces whatever the backend.
+    ``(num_envs,)``, and with ``answer="any_step"`` ``stop`` ``(num_envs,)`` (0/1 or bools). The spaces are
+    Gymnasium's numpy spaces whatever the backend.
 
     ## Backends
 
@@ -48,18 +49,25 @@ class GlimpseVectorEnv(VectorEnv):
 
     ## Episodes
 
-    All episodes last exactly ``n_glimpses`` steps, so episodes started together end together;
-    ``infos["label"]`` / ``infos["correct"]`` (masked by ``infos["_label"]`` / ``infos["_correct"]``) are
-    set where an episode ended.
+    With ``answer="last_step"`` (the default) all episodes last exactly ``n_glimpses`` steps, so episodes
+    started together end together. With ``answer="any_step"`` an env's episode ends on the step its ``stop``
+    is 1 (at the latest on step ``n_glimpses``), so episodes of different lengths share the batch. Rewards are
+    the single env's (``correct - glimpse_cost * glimpses`` on the answering step, else 0).
+    ``infos["label"]``, ``infos["correct"]`` and ``infos["glimpses"]`` (masked by ``infos["_label"]``,
+    ``infos["_correct"]``, ``infos["_glimpses"]``) are set where an episode ended.
 
-    Autoreset follows Gymnasium's ``NEXT_STEP`` mode: the step after an episode ends starts a new one
-    (reward 0, its action ignored). Calling ``reset()`` at any time is also fine, which is what a
-    learner that works in whole episodes does.
+    Autoreset follows Gymnasium's ``NEXT_STEP`` mode: on the step after an env's episode ends, that env
+    alone starts a new one (its action is ignored, though validated; reward 0, not terminated, not
+    truncated; the observation is the new episode's first, and ``infos["index"]`` says its image), while the
+    other envs step as usual. Calling ``reset()`` at any time is also fine, which is what a learner that
+    works in whole episodes does.
 
     ``reset(options={"indices": idx})`` puts image ``idx[k]`` in env ``k`` (evaluation: visit a split
     in chunks of ``num_envs``); ``options={"reset_mask": mask}`` resets only the masked envs (with
     ``indices``, one index per masked env, in order). ``infos["index"]`` (masked by ``infos["_index"]``)
-    says which image each new or ended episode shows.
+    says which image each new or ended episode shows. With ``answer="any_step"`` an evaluation keeps only
+    each env's first ending after ``reset(options={"indices": ...})`` (an env that answered early restarts
+    on a random image on its next step), or refills ended envs with ``reset_mask`` and the next indices.
 
     ## Arguments
 
@@ -93,7 +101,6 @@ class GlimpseVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rng = self._rng_source = None  # the backend's random stream, and the np_random it was made from
         self._all = np.arange(num_envs)
-        self._needs_reset = np.zeros(num_envs, dtype=bool)  # host, like the core's clocks
         self._answer = xp.zeros(num_envs, xp.int64) - 1
         self._history = xp.zeros((num_envs, self.core.n_glimpses, 2), xp.float32)
 
@@ -103,9 +110,7 @@ class GlimpseVectorEnv(VectorEnv):
     def _start(self, rows: np.ndarray | None, indices=None) -> None:
         """Start new episodes in ``rows`` (host indices; ``None``: all)."""
         self.core.reset(self._rng, rows, indices)
-        host = slice(None) if rows is None else rows
-        at = host if rows is None else self.xp.asarray(rows)
-        self._needs_reset[host] = False
+        at = slice(None) if rows is None else self.xp.asarray(rows)
         self._answer[at] = -1
         self._history[at, 0] = self.core.location[at]
 
@@ -157,16 +162,10 @@ class GlimpseVectorEnv(VectorEnv):
         core, xp = self.core, self.xp
         if (core.t < 0).any():
             raise RuntimeError("step() called before reset()")
-        if not isinstance(actions, dict) or len(actions) != 2 or "location" not in actions or "label" not in actions:
-            keys = sorted(map(str, actions)) if isinstance(actions, dict) else None
-            raise ValueError(
-                "actions must be a dict with exactly the keys 'location' and 'label', "
-                f"got {keys if keys is not None else repr(actions)}"
-            )
-        location, label = core.check_action(actions["location"], actions["label"])
-        restart = self._needs_reset.copy()  # _start clears _needs_reset
+        location, label, stop = core.check_action(*core.split_action(actions, "actions"))
+        restart = core.done.copy()  # envs that answered last step; _start clears core.done
         if not restart.any():  # the common case: every env takes its step
-            rewards, terminated = core.step(None, location, label)
+            rewards, terminated = core.step(None, location, label, stop)
             self._record(self._all, ~terminated)
         else:  # Gymnasium's NEXT_STEP autoreset: envs that ended last step start anew and ignore their action
             rewards = xp.zeros(self.num_envs, xp.float64)
@@ -177,10 +176,10 @@ class GlimpseVectorEnv(VectorEnv):
                 self._start(np.flatnonzero(restart))
                 running = np.flatnonzero(~restart)
                 at = xp.asarray(running)
-                rewards[at], terminated[running] = core.step(running, location[at], label[at])
-                self._record(running, core.t[running] <= core.n_glimpses)
+                stopped = None if stop is None else stop[running]
+                rewards[at], terminated[running] = core.step(running, location[at], label[at], stopped)
+                self._record(running, ~terminated[running])
         infos = self._infos(label, restart, terminated)
-        self._needs_reset = terminated.copy()  # a copy: the terminated flags returned stay as they are
         truncated = xp.zeros(self.num_envs, xp.bool)
         return self._obs(), rewards, xp.asarray(terminated), truncated, infos
 
@@ -192,7 +191,7 @@ class GlimpseVectorEnv(VectorEnv):
             self._history[at, t] = self.core.location[at]
 
     def _infos(self, label, restart: np.ndarray, terminated: np.ndarray) -> dict[str, Any]:
-        """The step's infos: label and correct where an episode ended, index where one ended or began."""
+        """The step's infos: label, correct and glimpses where an episode ended, index where one ended or began."""
         core, xp = self.core, self.xp
         infos: dict[str, Any] = {}
         if terminated.any():
@@ -203,6 +202,8 @@ class GlimpseVectorEnv(VectorEnv):
                 "_label": xp.copy(ended),
                 "correct": (label == core.label) & ended,
                 "_correct": xp.copy(ended),
+                "glimpses": xp.asarray(core.t.copy()),
+                "_glimpses": xp.copy(ended),
             }
         if restart.any() or terminated.any():
             infos["index"] = xp.copy(core.index)
@@ -212,7 +213,7 @@ class GlimpseVectorEnv(VectorEnv):
     def frame_state(self, i: int) -> dict[str, Any]:
         """What the frame of env ``i`` shows (host numpy arrays); see :meth:`GlimpseEnv.frame_state`."""
         core, to_numpy = self.core, self.xp.to_numpy
-        t = int(min(core.t[i], core.n_glimpses))
+        t = int(core.t[i])
         answer = int(self._answer[i])
         return {
             "canvas": to_numpy(core.canvases[i]),

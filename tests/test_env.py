@@ -82,7 +82,7 @@ def test_spaces_and_episode_length(data_dir, id_, glimpse_shape, n_glimpses):
         rewards.append(reward)
         assert terminated == (step == n_glimpses), step
     assert rewards[:-1] == [0.0] * (n_glimpses - 1)  # reward only at the end
-    assert set(info) == {"label", "correct", "index"}
+    assert set(info) == {"label", "correct", "index", "glimpses"} and info["glimpses"] == n_glimpses
 
 
 def test_reward_and_info_at_the_end(env):
@@ -156,7 +156,7 @@ def test_evaluation_visits_every_image_once_in_order(data_dir):
     for _ in range(5):
         env.step(act())
     *_, info = env.step(act(label=int(env.core.labels[4999])))
-    assert info == {"label": int(env.core.labels[4999]), "correct": True, "index": 4999}
+    assert info == {"label": int(env.core.labels[4999]), "correct": True, "index": 4999, "glimpses": 6}
 
 
 def test_keywords_override_the_task_defaults(data_dir):
@@ -234,7 +234,8 @@ def test_step_before_reset_and_after_the_end(data_dir):
     env.step(act())
     assert env.step(act())[2]
     with pytest.raises(
-        RuntimeError, match=r"step\(\) called after the episode terminated \(it lasts 2 steps\); call reset\(\)"
+        RuntimeError,
+        match=r"step\(\) called after the episode terminated \(it ended on its answer, after 2 glimpses\); call reset",
     ):
         env.step(act())
     env.reset()

@@ -93,7 +93,10 @@ def test_spaces_metadata_and_types(data_dir):
         assert obs["glimpse"].dtype == obs["location"].dtype == torch.float32
         assert rewards.dtype == torch.float64 and terminated.dtype == truncated.dtype == torch.bool
         assert rewards.shape == terminated.shape == truncated.shape == (3,)
-    assert terminated.all() and set(infos) == {"label", "_label", "correct", "_correct", "index", "_index"}
+    assert terminated.all() and set(infos) == {"label", "_label", "correct", "_correct", "index", "_index"} | {
+        "glimpses",
+        "_glimpses",
+    }
     assert all(isinstance(v, torch.Tensor) for v in infos.values())
 
 
