@@ -48,24 +48,24 @@ def flag(group, name: str, help: str, **kwargs) -> argparse.Action:
     return group.add_argument(spelling, *aliases, dest=name, help=help, **kwargs)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def integer_from(low: int, what: str):
+    """An argparse type: an integer >= ``low``, refused in one line naming ``what`` it must be."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its own messages
+    return parse
 
 
-def natural_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
+positive_int = integer_from(1, "a positive integer")
+natural_int = integer_from(0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
