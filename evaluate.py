@@ -150,7 +150,7 @@ def show(args, sb3: bool) -> str:
     return f"{sum(results)} of {len(results)} episodes right"
 
 
-def score(args, sb3: bool) -> list[tuple[str, np.ndarray]]:
+def score(args, sb3: bool) -> list[tuple[str, np.ndarray | None]]:
     """What was scored and the lines that report it: ``(description, correct flags)`` per protocol, then the
     glimpses used or the per-step errors as ``(line, None)``."""
     if sb3:
@@ -178,18 +178,17 @@ def score(args, sb3: bool) -> list[tuple[str, np.ndarray]]:
         (f"{what}, 1 rollout, sampled locations", sampled.correct),
     ]
     if model.config.halting:
-        lines += [
-            (glimpses_line(scores.glimpses, name), None)
-            for scores, name in ((averaged, "averaged"), (sampled, "1 rollout"))
-        ]
+        n_glimpses = {**TaskConfig().to_dict(), **gym.spec(config.env_id).kwargs, **config.env_kwargs}["n_glimpses"]
+        for scores, protocol in ((averaged, "all rollouts"), (sampled, "1 sampled rollout")):
+            lines.append((glimpses_line(scores.glimpses, n_glimpses, protocol), None))
     for t, correct in enumerate(averaged.per_step if args.per_step else []):
         lines.append((f"  after {t + 1} glimpse(s): error {100 * (1 - correct.mean()):.2f}%", None))
     return lines
 
 
-def glimpses_line(glimpses: np.ndarray, protocol: str) -> str:
-    """The mean and the distribution of the glimpses the episodes took before answering."""
-    counts = np.bincount(glimpses.ravel(), minlength=glimpses.max() + 1)[1:] / glimpses.size
+def glimpses_line(glimpses: np.ndarray, n_glimpses: int, protocol: str) -> str:
+    """The mean and the distribution (over 1 .. ``n_glimpses``) of the glimpses the episodes took before answering."""
+    counts = np.bincount(glimpses.ravel(), minlength=n_glimpses + 1)[1:] / glimpses.size
     shares = "  ".join(f"{k + 1}: {100 * share:.1f}%" for k, share in enumerate(counts))
     return f"  glimpses used ({protocol}): mean {glimpses.mean():.2f}  ({shares})"
 
