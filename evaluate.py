@@ -83,7 +83,7 @@ def check_flags(args, sb3: bool) -> None:
     """A flag that would be silently ignored is named instead."""
     watching = args.render or args.gif or args.video
     keys = ("test_rollouts", "limit", "seed", "per_step", "device", "episodes")
-    given = [k for k in keys if getattr(args, k) not in (None, False)]
+    given = [k for k in keys if getattr(args, k) is not None and getattr(args, k) is not False]  # --seed 0 counts
     for key in given:
         name = "--" + key.replace("_", "-")
         if watching and key in ("test_rollouts", "limit", "seed", "per_step"):

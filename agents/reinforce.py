@@ -196,6 +196,9 @@ def halting_rollout_loss(
       answers, it would stay untrained at the earlier steps and the halting policy could never find that
       answering earlier pays. The steps after an answer are never played, so they cannot be trained.
     * pure RL: the label sampled at the answering step joins the REINFORCE sum instead.
+
+    Under torchrun each rank stops stepping once its own episodes have ended, so the noise a halting run draws is
+    not exactly what one process would draw (the fixed-budget task's is).
     """
     net = distributed.unwrap(model)
     obs, _ = envs.reset(options={"indices": indices})

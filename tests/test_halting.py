@@ -99,9 +99,10 @@ def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_
         torch.testing.assert_close(terms["baseline"], F.mse_loss(model.baseline(h), reward))
 
 
-def test_episodes_count_only_until_their_first_answer(data_dir):
+@pytest.mark.parametrize("env_device", [None, "cpu"])
+def test_episodes_count_only_until_their_first_answer(data_dir, env_device):
     config = config_of(data_dir)
-    envs = reinforce.make_envs(config, "train", 64)
+    envs = reinforce.make_envs(config, "train", 64, env_device)
     envs.reset(seed=1)
     model = halting_model(config, envs, stop_bias=0.0)  # answer now with probability 1/2
     with torch.no_grad():  # a constant baseline: its loss is then a plain function of each episode's (R, T)
