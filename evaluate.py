@@ -2,12 +2,18 @@
 
     python evaluate.py runs/MNIST-v0-ram-seed1                        # test error of best.pt, with a 95% interval
     python evaluate.py runs/MNIST-v0-ram-seed1/last.pt --split val --test-rollouts 10
+    python evaluate.py runs/MNIST-v0-ram-seed1 --per-step               # the error after 1, 2, ... glimpses
     python evaluate.py runs/MNIST-v0-ram-seed1 --render human         # watch test episodes in a window
     python evaluate.py runs/MNIST-v0-ram-seed1 --gif episodes.gif     # a 5x5 grid of test episodes
     python evaluate.py runs/MNIST-v0-ram-seed1 --video videos/        # MP4s (needs: pip install -e '.[video]')
 
 Works on RAM agent checkpoints (``*.pt`` or a run folder) and Stable-Baselines3 runs (``--algo ppo|a2c|recurrent_ppo``
 run folders or their ``*.zip``); the checkpoint's config is all it needs.
+
+A RAM agent is scored under two protocols: the class probabilities of ``--test-rollouts`` episodes averaged (with
+one, the policy's mean locations), and one episode with sampled locations. An agent that answers when it stops
+(``answer=any_step``) also reports the glimpses it used; ``--per-step`` scores a fixed-budget agent's answer
+after each glimpse.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ def parser() -> cli.Parser:
     flag(p, "data_dir", "folder holding <data>/raw/ (default: the run's, else $RAM_DATA_DIR, else ./data)")
     flag(p, "device", f"cpu, cuda, cuda:1, auto (default {DEVICE})")
     flag(p, "threads", "CPU threads for torch (default: one per core; pass 1 on a busy machine)", type=positive_int)
-    flag(p, "seed", "random seed of the sampled locations when --test-rollouts > 1 (default 0)", type=natural_int)
+    flag(p, "seed", "random seed of the sampled locations (default 0)", type=natural_int)
+    flag(p, "per_step", "also score the answer after each glimpse (a fixed-budget RAM agent)", action="store_true")
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     one = show.add_mutually_exclusive_group()
     one.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
@@ -75,14 +82,15 @@ def is_sb3(path: Path) -> bool:
 def check_flags(args, sb3: bool) -> None:
     """A flag that would be silently ignored is named instead."""
     watching = args.render or args.gif or args.video
-    given = [k for k in ("test_rollouts", "limit", "seed", "device", "episodes") if getattr(args, k) is not None]
+    keys = ("test_rollouts", "limit", "seed", "per_step", "device", "episodes")
+    given = [k for k in keys if getattr(args, k) is not None and getattr(args, k) is not False]  # --seed 0 counts
     for key in given:
         name = "--" + key.replace("_", "-")
-        if watching and key in ("test_rollouts", "limit", "seed"):
+        if watching and key in ("test_rollouts", "limit", "seed", "per_step"):
             raise UsageError(f"{name} applies to scoring; --render, --gif and --video show --episodes episodes")
         if not watching and key == "episodes":
             raise UsageError(f"{name} applies to --render, --gif and --video; to score fewer images use --limit")
-        if sb3 and key in ("test_rollouts", "seed", "device"):
+        if sb3 and key in ("test_rollouts", "seed", "per_step", "device"):
             raise UsageError(f"{name} applies to RAM agent checkpoints; an SB3 run plays one deterministic episode")
 
 
@@ -142,35 +150,47 @@ def show(args, sb3: bool) -> str:
     return f"{sum(results)} of {len(results)} episodes right"
 
 
-def score(args, sb3: bool) -> tuple[np.ndarray, str]:
-    """Correct flags for each scored image, and a description of what was scored."""
+def score(args, sb3: bool) -> list[tuple[str, np.ndarray | None]]:
+    """What was scored and the lines that report it: ``(description, correct flags)`` per protocol, then the
+    glimpses used or the per-step errors as ``(line, None)``."""
     if sb3:
         from agents import sb3 as sb3_runs
 
         correct, config = sb3_runs.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
-        return correct, f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}"
+        return [(f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}", correct)]
 
     from agents import reinforce
 
     device = reinforce.resolve_device(args.device or DEVICE)
     model, config = reinforce.load_model(args.checkpoint, device)
+    if args.per_step and model.config.halting:
+        raise UsageError("--per-step scores a fixed-budget agent; this one (answer=any_step) answers when it stops")
     if args.data_dir:
         config.data_dir = args.data_dir
     rollouts = args.test_rollouts or config.test_rollouts
-    if args.seed is not None and rollouts == 1:
-        raise UsageError("--seed draws the locations of --test-rollouts > 1; one rollout plays the policy's means")
-    correct = reinforce.evaluate_split(
-        model,
-        config,
-        args.split,
-        rollouts,
-        device,
-        limit=args.limit,
-        seed=args.seed or 0,
-        progress=True,
-        env_device=reinforce.resolve_env_device(config, device),  # on a GPU the episodes live there too
-    )
-    return correct, f"RAM agent on {config.env_id}, {rollouts} rollout(s)"
+    common = dict(limit=args.limit, seed=args.seed or 0, progress=True)
+    common["env_device"] = reinforce.resolve_env_device(config, device)  # on a GPU the episodes live there too
+    what = f"RAM agent on {config.env_id}"
+    averaged = reinforce.evaluate_split(model, config, args.split, rollouts, device, per_step=args.per_step, **common)
+    sampled = reinforce.evaluate_split(model, config, args.split, 1, device, sample=True, **common)
+    lines = [
+        (f"{what}, {rollouts} rollout(s){', mean locations' if rollouts == 1 else ''}", averaged.correct),
+        (f"{what}, 1 rollout, sampled locations", sampled.correct),
+    ]
+    if model.config.halting:
+        n_glimpses = {**TaskConfig().to_dict(), **gym.spec(config.env_id).kwargs, **config.env_kwargs}["n_glimpses"]
+        for scores, protocol in ((averaged, "all rollouts"), (sampled, "1 sampled rollout")):
+            lines.append((glimpses_line(scores.glimpses, n_glimpses, protocol), None))
+    for t, correct in enumerate(averaged.per_step if args.per_step else []):
+        lines.append((f"  after {t + 1} glimpse(s): error {100 * (1 - correct.mean()):.2f}%", None))
+    return lines
+
+
+def glimpses_line(glimpses: np.ndarray, n_glimpses: int, protocol: str) -> str:
+    """The mean and the distribution (over 1 .. ``n_glimpses``) of the glimpses the episodes took before answering."""
+    counts = np.bincount(glimpses.ravel(), minlength=n_glimpses + 1)[1:] / glimpses.size
+    shares = "  ".join(f"{k + 1}: {100 * share:.1f}%" for k, share in enumerate(counts))
+    return f"  glimpses used ({protocol}): mean {glimpses.mean():.2f}  ({shares})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,16 +209,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.render or args.gif or args.video:
             print(show(args, sb3))
             return 0
-        correct, what = score(args, sb3)
+        lines = score(args, sb3)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
     except (UsageError, CheckpointError, DatasetError, OSError, ValueError, gym.error.DependencyNotInstalled) as e:
         return cli.fail(PROG, e)
-    err, low, high = error_with_interval(correct)
     seconds = time.perf_counter() - start
-    interval = f"(95% CI {low:.2f}-{high:.2f}%)"
-    print(f"{args.split} error {err:.2f}% {interval} on {len(correct)} images — {what} ({seconds:.0f}s)")
+    took = f" ({seconds:.0f}s)"  # on the first line, as before the second protocol was added
+    for what, correct in lines:
+        if correct is None:
+            print(what)
+            continue
+        err, low, high = error_with_interval(correct)
+        interval = f"(95% CI {low:.2f}-{high:.2f}%)"
+        print(f"{args.split} error {err:.2f}% {interval} on {len(correct)} images — {what}{took}")
+        took = ""
     return 0
 
 

@@ -28,6 +28,7 @@ from agents.cli import UsageError, flag, natural_int, positive_float, positive_i
 from agents.ram import RAMConfig
 from agents.reinforce import TrainConfig, error_with_interval
 from ram_env import TASKS, TaskConfig, task_id
+from ram_env.core import ANSWERS
 
 PROG = "train_agent.py"
 # The paper's four experiments, as the reference implementation ran them: the registered tasks and a policy std.
@@ -38,7 +39,10 @@ PRESETS = {
     "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25),
 }
 ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo")
-TASK_KEYS = ("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start")
+TASK_KEYS = (
+    *("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start"),
+    *("answer", "glimpse_cost"),
+)
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
@@ -90,6 +94,8 @@ def parser() -> cli.Parser:
     add(task, "n_patches", "patches per glimpse", type=positive_int)
     add(task, "scale", "zoom between patches", type=positive_int)
     add(task, "start", "first glimpse location", choices=["random", "center"])
+    add(task, "answer", "last_step: answer after --n-glimpses; any_step: a stop action answers early", choices=ANSWERS)
+    add(task, "glimpse_cost", "subtracted from the reward per glimpse taken (needs --answer any_step)", type=cost)
     agent = p.add_argument_group("RAM agent (--algo ram)")
     add(agent, "std", "location policy std", type=positive_float)
     add(agent, "glimpse_hidden", "glimpse network's what pathway size", type=positive_int)
@@ -134,6 +140,27 @@ def parser() -> cli.Parser:
     flag(run, "no_gif", "do not write best.gif", action="store_true")
     flag(run, "no_tensorboard", "do not write TensorBoard event files", action="store_true")
     return p
+
+
+def cost(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def check_task(s: dict) -> None:
+    """The task the settings describe can be built; a bad one is named by its flags before any data is read."""
+    if s["glimpse_cost"] and s["answer"] != "any_step":
+        raise UsageError(
+            f"--glimpse-cost {s['glimpse_cost']} needs --answer any_step (with last_step every episode takes "
+            "--n-glimpses glimpses, so a cost would only shift every reward)"
+        )
+    TaskConfig(dataset=s["data"], **task_of(s)[1])
 
 
 def task_of(s: dict) -> tuple[str, dict]:
@@ -251,11 +278,12 @@ def train_ram(args, s: dict, out: Path, resume: bool) -> None:
     device = reinforce.resolve_device(config.device)
     model, _ = reinforce.load_model(out, device)
     env_device = reinforce.resolve_env_device(config, device)
-    correct = reinforce.evaluate_split(model, config, "test", device=device, env_device=env_device)
-    err, low, high = error_with_interval(correct)
+    scores = reinforce.evaluate_split(model, config, "test", device=device, env_device=env_device)
+    err, low, high = error_with_interval(scores.correct)
+    used = f", {scores.glimpses.mean():.2f} glimpses on average" if model.config.halting else ""
     say(
-        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images, "
-        f"{config.test_rollouts} rollout(s)"
+        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(scores.correct)} images, "
+        f"{config.test_rollouts} rollout(s){used}"
     )
     if not args.no_gif and distributed.is_main():
         write_gif(model, config, out / "best.gif")
@@ -325,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.check_device(args.device or TrainConfig.device)
         s, out, resume = plan(args)
         check_flags_apply(args, s)
-        TaskConfig(dataset=s["data"], **task_of(s)[1])  # a bad task geometry is named before any data is read
+        check_task(s)
         (train_ram if s["algo"] == "ram" else train_sb3)(args, s, out, resume)
     except KeyboardInterrupt:
         if distributed.is_main():

@@ -5,6 +5,9 @@ updates the hidden state ``h_t = f(h_{t-1}, g_t)``; from ``h_t`` the location ne
 location, the classifier the class, and the baseline the expected reward. The location network and the
 baseline read ``h_t`` detached, so that neither the REINFORCE term nor the baseline's squared error
 moves the core: the core learns from the classification loss (hybrid rule), as in the seed.
+
+On a task with early answers (``answer="any_step"``) the network also has a halting policy (``halting=True``):
+a Bernoulli "answer now" head on ``h_t``, detached like the location network, trained by REINFORCE alone.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Normal
+from torch.distributions import Bernoulli, Normal
+
+# The halting head starts out answering at a step with this probability, so that a new agent looks at about
+# every glimpse (as the fixed-budget agent does) and learns to answer earlier only where that pays.
+STOP_PROBABILITY = 0.05
 
 
 @dataclass
@@ -31,6 +38,7 @@ class RAMConfig:
         "mlp"  # "what" pathway: "mlp" (one hidden layer, as the paper) or "conv" (two 3x3 convolutions first)
     )
     std: float = 0.15  # standard deviation of the Gaussian location policy
+    halting: bool = False  # a stop head (the task's answer="any_step"); set from the env's action space
 
     def __post_init__(self):
         self.glimpse_shape = tuple(self.glimpse_shape)
@@ -46,7 +54,7 @@ class RAMConfig:
 
 
 class RecurrentAttentionModel(nn.Module):
-    """Glimpse network, core RNN, location policy, classifier and baseline."""
+    """Glimpse network, core RNN, location policy, classifier and baseline (and, with ``halting``, the stop head)."""
 
     def __init__(self, config: RAMConfig):
         super().__init__()
@@ -63,6 +71,9 @@ class RecurrentAttentionModel(nn.Module):
         self.locator = nn.Linear(c.core_hidden, 2)
         self.classifier = nn.Linear(c.core_hidden, c.n_classes)
         self.baseliner = nn.Linear(c.core_hidden, 1)
+        if c.halting:  # made last and only when asked: a fixed-budget network draws the same initial weights
+            self.stopper = nn.Linear(c.core_hidden, 1)
+            nn.init.constant_(self.stopper.bias, float(np.log(STOP_PROBABILITY / (1 - STOP_PROBABILITY))))
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu"):
         h = torch.zeros(batch_size, self.config.core_hidden, device=device)
@@ -78,6 +89,10 @@ class RecurrentAttentionModel(nn.Module):
     def location_policy(self, h: torch.Tensor) -> Normal:
         """Gaussian over the next location, its mean in [-1, 1]."""
         return Normal(torch.tanh(self.locator(h.detach())), self.config.std, validate_args=False)
+
+    def stop_policy(self, h: torch.Tensor) -> Bernoulli:
+        """Bernoulli over "answer now" (1) or "look again" (0); needs ``halting``."""
+        return Bernoulli(logits=self.stopper(h.detach()).squeeze(-1), validate_args=False)
 
     def baseline(self, h: torch.Tensor) -> torch.Tensor:
         return self.baseliner(h.detach()).squeeze(-1)
@@ -147,11 +162,12 @@ def to_tensor(obs: dict[str, np.ndarray], device) -> tuple[torch.Tensor, torch.T
 class BatchPolicy:
     """A trained model as a policy over a batch of native observations (the rendering protocol).
 
-    ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))``; ``first`` starts new episodes.
-    :meth:`act` returns the same action together with the class logits it answered from (what scoring needs).
-    Locations are the policy's means (``sample=False``) or Gaussian samples; the label is the arg-max.
+    ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))`` (and ``stop=(N,)`` for a halting
+    network); ``first`` starts new episodes. :meth:`act` returns the same action together with the class logits it
+    answered from (what scoring needs). Locations are the policy's means (``sample=False``) or Gaussian samples;
+    the stop flag is "answer if its probability exceeds 1/2" or a Bernoulli sample; the label is the arg-max.
     The noise is drawn on the CPU (from ``generator``, a CPU generator) so that a seeded policy plays the
-    same episodes on any device.
+    same episodes on any device: each step draws the locations' noise, then (halting) the stop flags'.
     """
 
     def __init__(
@@ -191,4 +207,8 @@ class BatchPolicy:
             loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
         logits = self.model.classify(h)
         action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
+        if self.model.config.halting:
+            p = self.model.stop_policy(h).probs
+            threshold = torch.rand(p.shape, generator=self.generator).to(self.device) if self.sample else 0.5
+            action["stop"] = (p > threshold).long()
         return (action if self.tensors else {k: v.cpu().numpy() for k, v in action.items()}), logits

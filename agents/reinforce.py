@@ -16,6 +16,9 @@ baseline's prediction of ``R`` from ``h_t``:
   + the baseline's squared error ``sum_t (R - b_t)^2``;
 * ``classifier_loss="reinforce"``: no cross-entropy; the label is sampled from the classifier and
   trained by REINFORCE like the locations (pure RL).
+
+On a task with early answers (``answer="any_step"``) the network has a halting policy too, and each episode
+lasts the steps it chose: see :func:`halting_rollout_loss`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.distributions import Categorical
+from torch.distributions import Bernoulli, Categorical
 from tqdm import tqdm
 
 import ram_env  # noqa: F401  (registers the RAM/ ids)
@@ -123,17 +126,21 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
     """A fresh network shaped by the env's spaces."""
     shape = envs.single_observation_space["glimpse"].shape
     n_classes = int(envs.single_action_space["label"].n)
-    return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, **config.model))
+    halting = "stop" in envs.single_action_space.spaces  # the task's answer="any_step"
+    return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, halting=halting, **config.model))
 
 
 def rollout_loss(
     model: torch.nn.Module, envs, indices: np.ndarray, config: TrainConfig, device
 ) -> tuple[dict[str, torch.Tensor], float]:
-    """Play one episode per env on images ``indices``; return the loss terms and the mean reward.
+    """Play one episode per env on images ``indices``; return the loss terms and the fraction answered right
+    (the mean reward, on the default task).
 
     ``model`` is the network or its DistributedDataParallel wrapper (which only runs the recurrent step).
     """
     net = distributed.unwrap(model)
+    if net.config.halting:
+        return halting_rollout_loss(model, envs, indices, config, device)
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = net.initial_state(n, device)
@@ -171,6 +178,88 @@ def rollout_loss(
     return losses, reward.mean().item()
 
 
+def halting_rollout_loss(
+    model: torch.nn.Module, envs, indices: np.ndarray, config: TrainConfig, device
+) -> tuple[dict[str, torch.Tensor], float]:
+    """:func:`rollout_loss` on a task with early answers: each episode lasts the steps its halting policy chose.
+
+    On each step ``t`` an episode still running draws "answer now" from the stop head (on step ``n_glimpses`` the
+    env forces the answer: no decision) and, if it looks again, a location. Episode ``k`` ends after ``T_k``
+    steps with ``R_k = correct - glimpse_cost * T_k``. The batch plays ``n_glimpses`` steps at most and stops
+    once every episode has ended; an env whose episode ended restarts on its next step (the env's autoreset),
+    and everything after its first ending is masked out. Over the steps ``t < T_k`` that an episode took:
+
+    * REINFORCE: ``-sum_t [log pi(stop_t) + log pi(l_t) where it looked again] * (R - b_t)``;
+    * the baseline's squared error ``(R - b_t)^2``, averaged over those steps;
+    * hybrid rule: the cross-entropy of the classifier at *every* step taken, averaged. Each of those steps is one
+      where the agent may answer, so the classifier must be right there: trained only where the current policy
+      answers, it would stay untrained at the earlier steps and the halting policy could never find that
+      answering earlier pays. The steps after an answer are never played, so they cannot be trained.
+    * pure RL: the label sampled at the answering step joins the REINFORCE sum instead.
+
+    Under torchrun each rank stops stepping once its own episodes have ended, so the noise a halting run draws is
+    not exactly what one process would draw (the fixed-budget task's is).
+    """
+    net = distributed.unwrap(model)
+    obs, _ = envs.reset(options={"indices": indices})
+    n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
+    state = net.initial_state(n, device)
+    alive = torch.ones(n, dtype=torch.bool, device=device)  # still in the episode the batch started
+    reward, correct, label = (
+        torch.zeros(n, device=device),
+        torch.zeros(n, device=device),
+        torch.zeros_like(alive).long(),
+    )
+    masks, log_pis, baselines, logits_t = [], [], [], []
+    for t in range(n_glimpses):
+        h, state = model(*to_tensor(obs, device), state)
+        masks.append(alive)
+        baselines.append(net.baseline(h))
+        logits_t.append(net.classify(h))
+        log_pi, stop, location = halting_decisions(net, h, t == n_glimpses - 1, device)
+        answer = logits_t[-1].argmax(-1)
+        if config.classifier_loss == "reinforce":
+            labels = Categorical(logits=logits_t[-1])
+            answer = sample_labels(labels, device)
+            log_pi = log_pi + torch.where(stop, labels.log_prob(answer), 0.0)
+        log_pis.append(log_pi)
+        action = {"location": location, "label": answer, "stop": stop.long()}
+        obs, r, terminated, _, info = envs.step({k: env_array(envs, v) for k, v in action.items()})
+        ended = torch.as_tensor(terminated, device=device) & alive
+        if ended.any():
+            reward = torch.where(ended, torch.as_tensor(r, device=device).float(), reward)
+            correct = torch.where(ended, torch.as_tensor(info["correct"], device=device).float(), correct)
+            label = torch.where(ended, torch.as_tensor(info["label"], device=device), label)
+        alive = alive & ~ended
+        if not alive.any():
+            break
+    mask, baselines = torch.stack(masks).float(), torch.stack(baselines)  # (T, N): the steps each episode took
+    advantage = (reward - baselines).detach()
+    losses = {
+        "reinforce": -(torch.stack(log_pis) * advantage * mask).sum(0).mean(),
+        "baseline": ((reward - baselines) ** 2 * mask).sum() / mask.sum(),
+    }
+    if config.classifier_loss == "hybrid":
+        logits = torch.stack(logits_t)
+        ce = F.cross_entropy(logits.flatten(0, 1), label.repeat(len(logits)), reduction="none")
+        losses["action"] = (ce * mask.flatten()).sum() / mask.sum()
+    return losses, correct.mean().item()
+
+
+def halting_decisions(net: RecurrentAttentionModel, h: torch.Tensor, last: bool, device):
+    """One step's stop flags (bool) and next locations, with the log-probability of the decisions that were taken:
+    the stop flag, and the location where the episode looks again. On the last step the answer is forced."""
+    policy = net.location_policy(h)
+    location = sample_locations(policy, device)
+    if last:
+        stop = torch.ones(len(h), dtype=torch.bool, device=device)
+        return torch.zeros(len(h), device=device), stop, location.clamp(-1, 1)
+    halting = net.stop_policy(h)
+    stop = sample_stops(halting, device)
+    log_pi = halting.log_prob(stop.float()) + torch.where(stop, 0.0, policy.log_prob(location).sum(-1))
+    return log_pi, stop, location.clamp(-1, 1)
+
+
 # The noise of a training batch is drawn for the global batch and sliced to this rank's rows, so that N ranks
 # sample what one process would; with one process each is exactly what ``.sample()`` draws.
 def sample_locations(policy, device) -> torch.Tensor:
@@ -178,6 +267,12 @@ def sample_locations(policy, device) -> torch.Tensor:
     weights."""
     noise = torch.randn(len(policy.mean) * distributed.world_size(), 2, device=device)
     return (policy.mean + policy.stddev * distributed.shard(noise)).detach()
+
+
+def sample_stops(halting: Bernoulli, device) -> torch.Tensor:
+    """Stop flags (bool) drawn from ``halting``, as ``halting.sample()`` draws them (uniform noise below p)."""
+    noise = torch.rand(len(halting.probs) * distributed.world_size(), device=device)
+    return distributed.shard(noise) < halting.probs.detach()
 
 
 def sample_labels(answer: Categorical, device) -> torch.Tensor:
@@ -200,7 +295,7 @@ def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_pe
 def update(
     model: torch.nn.Module, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device
 ) -> tuple[float, float]:
-    """One gradient step on the summed loss of a batch of training images; returns (loss, mean reward).
+    """One gradient step on the summed loss of a batch of training images; returns (loss, fraction right).
 
     Under torchrun ``images`` are this rank's slice and ``model`` the DistributedDataParallel wrapper, whose
     backward averages the gradients of all ranks: the step is the one a single process takes on the whole batch.
@@ -214,7 +309,15 @@ def update(
     return loss.item(), reward
 
 
-@torch.no_grad()
+@dataclass
+class Scores:
+    """What :func:`score` found on each image of a split (under torchrun, every rank holds all of it)."""
+
+    correct: np.ndarray  # (n_images,) bool: the answer, class probabilities averaged over the rollouts, was right
+    glimpses: np.ndarray  # (n_images, rollouts) int: the glimpses each episode took before it answered
+    per_step: np.ndarray | None = None  # (n_glimpses, n_images) bool: right when answering after 1, 2, ... glimpses
+
+
 def evaluate(
     model: RecurrentAttentionModel,
     envs,
@@ -223,11 +326,31 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    sample: bool | None = None,
 ) -> np.ndarray:
     """Play every image of the env's split exactly once (``rollouts`` episodes each, class
-    probabilities averaged) and return a bool array: was each image classified right.
+    probabilities averaged) and return a bool array: was each image classified right. See :func:`score`."""
+    return score(model, envs, rollouts, device, limit, seed, progress, sample).correct
 
-    With one rollout the locations are the policy's means; with several they are sampled (seeded).
+
+@torch.no_grad()
+def score(
+    model: RecurrentAttentionModel,
+    envs,
+    rollouts: int = 1,
+    device="cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    sample: bool | None = None,
+    per_step: bool = False,
+) -> Scores:
+    """Play every image of the env's split exactly once, ``rollouts`` episodes each, class probabilities averaged.
+
+    ``sample``: locations (and stop flags) drawn from the policy (seeded) or its means (and "stop if p > 1/2");
+    None samples exactly when ``rollouts > 1``. A halting agent answers when it stops: each env's first ending
+    counts, and what the env plays after it (its autoreset) is ignored. ``per_step`` (fixed-budget agents) also
+    scores the answer the classifier gives after each glimpse.
     Under torchrun the chunks of images are dealt to the ranks in turn and the results summed, so every rank
     returns the whole array; a rank skips the noise of the chunks it does not play, so the scores never
     depend on the number of ranks.
@@ -236,12 +359,17 @@ def evaluate(
     chunk = envs.num_envs // rollouts
     if chunk < 1 or envs.num_envs % rollouts:
         raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
+    if per_step and model.config.halting:
+        raise ValueError("per-step scores are for a fixed-budget agent; a halting agent answers when it stops")
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
     tensors = envs.unwrapped.device is not None  # the torch backend: actions stay on the device
-    policy = BatchPolicy(model, device, sample=rollouts > 1, generator=generator, tensors=tensors)
+    sample = rollouts > 1 if sample is None else sample
+    policy = BatchPolicy(model, device, sample=sample, generator=generator, tensors=tensors)
     n_glimpses = envs.unwrapped.config.n_glimpses
     rank, world = distributed.rank(), distributed.world_size()
     correct = np.zeros(n_images, dtype=bool)
+    glimpses = np.zeros((n_images, rollouts), dtype=np.int64)
+    steps = np.zeros((n_glimpses if per_step else 0, n_images), dtype=bool)
     starts = range(0, n_images, chunk)
     for k, start in enumerate(
         tqdm(starts, desc="evaluate", leave=False, mininterval=1.0, disable=not progress or None)
@@ -249,22 +377,57 @@ def evaluate(
         if k % world != rank:
             for _ in range(n_glimpses if policy.sample else 0):  # the draws the rank playing this chunk makes
                 torch.randn((envs.num_envs, 2), generator=generator)
+                if model.config.halting:
+                    torch.rand((envs.num_envs,), generator=generator)
             continue
         images = np.arange(start, min(start + chunk, n_images))
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats
         obs, _ = envs.reset(options={"indices": np.repeat(padded, rollouts)})
         # The rollouts of a val/test image start from the same fixed glimpse: read it once per image.
         same_start = all(repeats_rows(v, rollouts) for v in obs.values())
-        action, logits = policy.act(obs, first=True, repeats=rollouts if same_start else 1)
-        obs, _, _, _, info = envs.step(action)
-        for t in range(1, n_glimpses):
-            action, logits = policy.act(obs, first=False)
-            obs, _, _, _, info = envs.step(action)
-        probs = logits.softmax(-1).view(-1, rollouts, logits.shape[-1]).mean(1)
-        labels = torch.as_tensor(info["label"][::rollouts], device=device)
-        correct[images] = (probs.argmax(-1) == labels)[: len(images)].cpu().numpy()
+        answers, labels, taken, step_logits = play_chunk(policy, envs, obs, rollouts if same_start else 1, per_step)
+        correct[images] = is_right(answers, labels, rollouts)[: len(images)]
+        for t, logits in enumerate(step_logits):
+            steps[t, images] = is_right(logits, labels, rollouts)[: len(images)]
+        glimpses[images] = taken.reshape(-1, rollouts)[: len(images)]
     model.train()
-    return distributed.sum_arrays(correct) > 0 if world > 1 else correct
+    if world > 1:
+        correct, steps = distributed.sum_arrays(correct) > 0, distributed.sum_arrays(steps) > 0
+        glimpses = distributed.sum_arrays(glimpses).astype(np.int64)
+    return Scores(correct, glimpses, steps if per_step else None)
+
+
+def play_chunk(policy: BatchPolicy, envs, obs, repeats: int, per_step: bool):
+    """One episode in every env from the observations of a reset: the logits each env answered from, the true
+    labels and glimpses of those episodes (host arrays), and (``per_step``) the logits of every step."""
+    n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
+    alive = np.ones(n, dtype=bool)  # still in the episode the reset started
+    labels, glimpses, answers, step_logits = np.zeros(n, np.int64), np.zeros(n, np.int64), None, []
+    for t in range(n_glimpses):
+        action, logits = policy.act(obs, first=t == 0, repeats=repeats if t == 0 else 1)
+        obs, _, terminated, _, info = envs.step(action)
+        if per_step:
+            step_logits.append(logits)
+        ended = host(terminated) & alive
+        if ended.any():
+            labels[ended], glimpses[ended] = host(info["label"])[ended], host(info["glimpses"])[ended]
+            at = torch.as_tensor(ended, device=logits.device)[:, None]
+            answers = torch.where(at, logits, logits if answers is None else answers)
+        alive &= ~ended
+        if not alive.any() and not policy.sample:  # sampling plays every step: a fixed number of draws a chunk
+            break
+    return answers, labels, glimpses, step_logits
+
+
+def host(x) -> np.ndarray:
+    """A numpy array of the numpy backend or a tensor of the torch backend, as a host numpy array."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def is_right(logits: torch.Tensor, labels: np.ndarray, rollouts: int) -> np.ndarray:
+    """Whether the class probabilities of each block of ``rollouts`` rows, averaged, pick the block's label."""
+    probs = logits.softmax(-1).view(-1, rollouts, logits.shape[-1]).mean(1)
+    return (probs.argmax(-1).cpu().numpy() == labels[::rollouts]).copy()
 
 
 def repeats_rows(v, r: int) -> bool:
@@ -287,14 +450,16 @@ def evaluate_split(
     seed: int = 0,
     progress: bool = False,
     env_device: torch.device | None = None,
-) -> np.ndarray:
-    """:func:`evaluate` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images, with
+    sample: bool | None = None,
+    per_step: bool = False,
+) -> Scores:
+    """:func:`score` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images, with
     episodes on ``env_device`` (None: the numpy backend; the scores are the same)."""
     rollouts = rollouts or config.test_rollouts
     envs = make_envs(config, split, EVAL_CHUNK * rollouts, env_device)
-    correct = evaluate(model, envs, rollouts, device, limit=limit, seed=seed, progress=progress)
+    scores = score(model, envs, rollouts, device, limit, seed, progress, sample, per_step)
     envs.close()
-    return correct
+    return scores
 
 
 def error_with_interval(correct: np.ndarray) -> tuple[float, float, float]:
@@ -528,8 +693,9 @@ def trajectory(config: dict) -> dict:
     """The parts of a config that shape the run (stopping and selection rules, paths and logging may change on
     resume, and ``n_epochs`` may grow: see :func:`stretch_schedule`)."""
     model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
+    env = {"answer": "last_step", "glimpse_cost": 0.0, **config["env_kwargs"]}  # so had one saved before these
     free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "env_device", "tensorboard")
-    return {**{k: v for k, v in config.items() if k not in free}, "model": model}
+    return {**{k: v for k, v in config.items() if k not in free}, "model": model, "env_kwargs": env}
 
 
 def stretch_schedule(config: TrainConfig, optimizer, scheduler, t_max: int) -> None:

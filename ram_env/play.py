@@ -1,12 +1,13 @@
 """Take the agent's place: click where to look next, then type the digit.
 
-    ram-play [--task RAM/MNIST-v0] [--data-dir DIR] [--split test] [--episodes N] [--seed S]
+    ram-play [--task RAM/MNIST-v0] [--data-dir DIR] [--split test] [--episodes N] [--seed S] [--answer any_step]
     python -m ram_env.play ...      (the same)
 
 Each episode starts with the first glimpse at the task's start location. Click on the canvas to take
 each of the next ``n_glimpses - 1`` glimpses there; then type the class (0-9, keypad too). The frame
 shows what the agent would see; the status line keeps the score. After an answer, click or press
-space/Enter for the next image. Esc or closing the window quits.
+space/Enter for the next image. Esc or closing the window quits. With ``--answer any_step`` (early answers)
+typing a digit answers at once, after as few glimpses as you like.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Game:
         self.env = env
         core = env.unwrapped.core
         self.n_glimpses = core.n_glimpses
+        self.any_step = core.any_step  # a digit answers at once, whatever the glimpses taken
         self.layout = render.frame_layout(core.retina)
         self.n_episodes = n_episodes
         self.fps = fps
@@ -72,16 +74,20 @@ class Game:
         """Take the next glimpse at ``location``."""
         if self.phase != "look":
             return
-        self.obs, *_ = self.env.step({"location": np.asarray(location, dtype=np.float32), "label": 0})
+        self.obs, *_ = self.env.step(self._action(np.asarray(location, dtype=np.float32), 0, stop=0))
         if self._t() >= self.n_glimpses:
             self.phase = "answer"
         self.dirty = True
 
+    def _action(self, location: np.ndarray, label: int, stop: int) -> dict:
+        action = {"location": location, "label": int(label)}
+        return {**action, "stop": stop} if self.any_step else action
+
     def answer(self, digit: int) -> None:
-        """Answer ``digit`` (only once every glimpse is taken)."""
-        if self.phase != "answer":
+        """Answer ``digit``: once every glimpse is taken, or at any time on a task with early answers."""
+        if self.phase != "answer" and not (self.any_step and self.phase == "look"):
             return
-        self.obs, reward, terminated, _, info = self.env.step({"location": self.obs["location"], "label": int(digit)})
+        self.obs, reward, terminated, _, info = self.env.step(self._action(self.obs["location"], digit, stop=1))
         assert terminated
         self.correct = bool(info["correct"])
         self.score += int(self.correct)
@@ -122,7 +128,8 @@ class Game:
 
     def prompt(self) -> tuple[str, tuple[int, int, int]]:
         if self.phase == "look":
-            return f"click where to look ({self._t() + 1}/{self.n_glimpses})", render.TEXT_COLOUR
+            early = " or type the digit" if self.any_step else ""
+            return f"click where to look ({self._t() + 1}/{self.n_glimpses}){early}", render.TEXT_COLOUR
         if self.phase == "answer":
             return "type the digit (0-9)", render.SCALE_COLOURS[0]
         if self.correct:
@@ -193,6 +200,12 @@ def parser() -> argparse.ArgumentParser:
         "--episodes", type=positive_int, default=None, help="stop after this many images (default: until Esc)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the first image")
+    p.add_argument(
+        "--answer",
+        default="last_step",
+        choices=["last_step", "any_step"],
+        help="any_step: answer early, after as few glimpses as you like (default: %(default)s)",
+    )
     return p
 
 
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     """Play from the command line; 0 when the game ends, 2 (and one line on stderr) on bad input."""
     args = parser().parse_args(argv)
     try:
-        env = gym.make(args.task, render_mode="rgb_array", split=args.split, data_dir=args.data_dir)
+        env = gym.make(args.task, render_mode="rgb_array", split=args.split, data_dir=args.data_dir, answer=args.answer)
     except (DatasetError, ValueError) as e:
         print(f"ram-play: error: {e}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 The helpers take a *policy*: a callable ``policy(obs, first) -> {"location": (N, 2) float32,
 "label": (N,) int64}`` on a batch of ``N`` observations of a :class:`~ram_env.vector.GlimpseVectorEnv`
-(``first`` is True on the first step of new episodes, so a recurrent policy can reset its state).
+(``first`` is True on the first step of new episodes, so a recurrent policy can reset its state). On a task with
+early answers (``answer="any_step"``) the action also has ``"stop": (N,)`` flags, passed on to the env.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ram_env import window
+from ram_env import render, window
 
 Policy = Callable[[dict, bool], dict]
 
@@ -40,22 +41,27 @@ def random_policy(action_space, seed: int | None = None) -> Policy:
 
 def _act(policy: Policy, obs: dict, first: bool) -> dict:
     action = policy(obs, first)
-    return {
+    arrays = {
         "location": np.asarray(action["location"], dtype=np.float32),
         "label": np.asarray(action["label"]).astype(np.int64),
     }
+    if "stop" in action:
+        arrays["stop"] = np.asarray(action["stop"]).astype(np.int64)
+    return arrays
 
 
 def _single_policy(policy: Policy, obs: dict, first: bool) -> dict:
     """Call a batch policy on one observation; the action of that one env."""
     action = _act(policy, {k: np.asarray(v)[None] for k, v in obs.items()}, first)
-    return {"location": action["location"][0], "label": int(action["label"][0])}
+    return {k: v[0] if k == "location" else int(v[0]) for k, v in action.items()}
 
 
 def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
     """Run one episode in every env of a ``GlimpseVectorEnv`` (``render_mode="rgb_array"``); return the tiled frames.
 
-    One frame after the reset and one after every step, so ``n_glimpses + 1`` frames.
+    One frame after the reset and one after every step until every env's episode has ended, so ``n_glimpses + 1``
+    frames at most. An env whose episode ended early (``answer="any_step"``) keeps showing its answer: the env
+    restarts it on a new image on the next step, which is not shown.
 
     :param indices: image indices, one per env (as ``reset(options={"indices": ...})``); None: random images
     """
@@ -64,15 +70,26 @@ def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
         raise ValueError(f"record_episodes needs a vector env made with render_mode='rgb_array', got {mode!r}")
     options = None if indices is None else {"indices": np.asarray(indices, dtype=np.int64)}
     obs, _ = vec_env.reset(options=options)
-    frames = [vec_env.render()]
-    first, n_steps = True, vec_env.unwrapped.core.n_glimpses
-    for _ in range(n_steps):
+    env = vec_env.unwrapped
+    tiles = [_frame(env, i) for i in range(env.num_envs)]
+    frames = [render.tile(tiles)]
+    ended = np.zeros(env.num_envs, dtype=bool)
+    first = True
+    for _ in range(env.core.n_glimpses):
         obs, _, terminated, truncated, _ = vec_env.step(_act(policy, obs, first))
         first = False
-        frames.append(vec_env.render())
-        if bool((terminated | truncated).all()):  # numpy arrays or tensors of the torch backend
+        for i in np.flatnonzero(~ended):  # the envs still in their first episode
+            tiles[i] = _frame(env, i)
+        ended |= np.asarray(env.xp.to_numpy(terminated | truncated), dtype=bool)  # numpy arrays or torch tensors
+        frames.append(render.tile(tiles))
+        if ended.all():
             break
     return frames
+
+
+def _frame(vec_env, i: int) -> np.ndarray:
+    """The frame of env ``i`` of a ``GlimpseVectorEnv``, as its ``render()`` draws it in the grid."""
+    return render.draw_frame(vec_env.frame_state(i), vec_env.core.retina, vec_env.core.n_glimpses)
 
 
 def save_gif(frames: list[np.ndarray], path, fps: float = 4, hold: float = 1.5, max_side: int | None = None) -> Path:

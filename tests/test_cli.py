@@ -45,10 +45,35 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
     assert config["env_id"] == "RAM/MNIST-v0" and config["model"]["core_hidden"] == 32
     assert "test error of best.pt" in capsys.readouterr().out
     assert evaluate.main([str(run), "--limit", "200", "--split", "val"]) == 0
-    out = capsys.readouterr().out
-    assert "val error" in out and "on 200 images" in out
+    out = capsys.readouterr().out.splitlines()
+    # Both protocols: the run's test rollouts (one: the mean locations) and one rollout with sampled locations.
+    assert "val error" in out[0] and "on 200 images" in out[0] and "1 rollout(s), mean locations" in out[0]
+    assert "val error" in out[1] and "1 rollout, sampled locations" in out[1]
+    assert evaluate.main([str(run), "--limit", "50", "--test-rollouts", "3", "--per-step"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "3 rollout(s)" in out[0] and "1 rollout, sampled locations" in out[1]
+    assert [line.split(":")[0].strip() for line in out[2:]] == [f"after {t} glimpse(s)" for t in range(1, 7)]
+    assert out[-1].split("error ")[1] == out[0].split("error ")[1].split(" ")[0]  # after 6 glimpses: the answer
     assert evaluate.main([str(run), "--gif", str(tmp_path / "e.gif"), "--episodes", "4"]) == 0
     assert (tmp_path / "e.gif").stat().st_size > 0
+
+
+def test_train_and_evaluate_an_agent_that_answers_early(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = TINY + ["--answer", "any_step", "--glimpse-cost", "0.05", "--n-glimpses", "4", "--no-gif"]
+    assert train_agent.main(argv + ["--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["env_kwargs"]["answer"] == "any_step" and config["env_kwargs"]["glimpse_cost"] == 0.05
+    assert "glimpses on average" in capsys.readouterr().out
+    assert evaluate.main([str(run), "--limit", "100", "--test-rollouts", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "2 rollout(s)" in out[0] and "1 rollout, sampled locations" in out[1]
+    for line, protocol in zip(out[2:], ("all rollouts", "1 sampled rollout")):
+        mean, shares = re.fullmatch(rf"  glimpses used \({protocol}\): mean ([\d.]+)  \((.*)\)", line).groups()
+        assert 1 <= float(mean) <= 4
+        assert [share.split(":")[0] for share in shares.split("  ")] == ["1", "2", "3", "4"]
+        assert sum(float(share.split(": ")[1][:-1]) for share in shares.split("  ")) == pytest.approx(100, abs=0.2)
+    assert len(out) == 4
 
 
 @pytest.mark.parametrize("experiment", sorted(REFERENCE))

@@ -66,6 +66,10 @@ def script(name: str, *argv, cwd: Path) -> subprocess.CompletedProcess:
         (["--batch-size", "600", "--train-images", "512"], ["--batch-size 600 is larger than --train-images 512"]),
         (["--algo", "ppo", "--lr", "0.1"], ["--lr is a setting of the RAM agent"]),
         (["--total-timesteps", "100"], ["--total-timesteps is a setting of the SB3 algorithms"]),
+        (["--answer", "sometimes"], ["--answer", "invalid choice"]),
+        (["--glimpse-cost", "-0.5"], ["--glimpse-cost", "must be a finite number >= 0, got -0.5"]),
+        (["--glimpse-cost", "cheap"], ["--glimpse-cost", "must be a number >= 0, got 'cheap'"]),
+        (["--glimpse-cost", "0.1"], ["--glimpse-cost 0.1 needs --answer any_step"]),
     ],
 )
 def test_train_agent_names_a_bad_flag(argv, needles, capsys, tmp_path):
@@ -179,12 +183,19 @@ def test_evaluate_names_a_missing_or_foreign_checkpoint(capsys, tmp_path):
         (["--episodes", "3"], ["--episodes applies to --render, --gif and --video"]),
         (["--gif", "x.gif", "--limit", "3"], ["--limit applies to scoring"]),
         (["--gif", "x.gif", "--render", "human"], ["not allowed with argument --gif"]),
-        (["--test-rollouts", "1", "--seed", "2"], ["--seed draws the locations of --test-rollouts > 1"]),
+        (["--gif", "x.gif", "--per-step"], ["--per-step applies to scoring"]),
     ],
 )
 def test_evaluate_names_a_bad_flag(argv, needles, capsys, tmp_path):
     code, _, err = call(evaluate.main, [tiny_checkpoint(tmp_path / "best.pt"), *argv], capsys)
     assert_one_line_error(code, err, *needles)
+
+
+def test_evaluate_per_step_needs_a_fixed_budget_agent(capsys, tmp_path):
+    halting = dict(halting=True)
+    path = tiny_checkpoint(tmp_path / "best.pt", halting, halting, env_kwargs=dict(answer="any_step"))
+    code, _, err = call(evaluate.main, [path, "--per-step"], capsys)
+    assert_one_line_error(code, err, "--per-step scores a fixed-budget agent", "answers when it stops")
 
 
 def test_evaluate_names_an_sb3_run_it_cannot_build_and_flags_that_do_not_apply(capsys, tmp_path):
@@ -196,6 +207,8 @@ def test_evaluate_names_an_sb3_run_it_cannot_build_and_flags_that_do_not_apply(c
     assert_one_line_error(code, err, "config.json does not describe a task", "n_glimpse")
     code, _, err = call(evaluate.main, [run, "--test-rollouts", "5"], capsys)
     assert_one_line_error(code, err, "--test-rollouts applies to RAM agent checkpoints")
+    code, _, err = call(evaluate.main, [run, "--per-step"], capsys)
+    assert_one_line_error(code, err, "--per-step applies to RAM agent checkpoints")
 
 
 def test_command_lines_fail_in_one_line_as_a_user_sees_them(tmp_path):

@@ -313,6 +313,40 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
         assert max(gif.size) == 200
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_record_episodes_freezes_an_env_that_answered_early(data_dir, device):
+    vec = GlimpseVectorEnv(
+        2, render_mode="rgb_array", data_dir=data_dir, split="test", answer="any_step", device=device
+    )
+    n = vec.core.n_glimpses
+    steps = []
+
+    def policy(obs, first):  # env 0 answers at its first step, env 1 looks at every glimpse
+        steps.append(first)
+        return {"location": np.zeros((2, 2), np.float32), "label": np.zeros(2, np.int64), "stop": np.array([1, 0])}
+
+    frames = recording.record_episodes(vec, policy, indices=[5, 6])
+    assert len(frames) == n + 1 and steps == [True] + [False] * (n - 1)  # until env 1's episode ends
+    width = (frames[0].shape[1] - 4) // 2  # two frames side by side, 4 pixels apart
+    env0 = [f[:, :width] for f in frames]
+    env1 = [f[:, -width:] for f in frames]
+    assert not np.array_equal(env0[0], env0[1])  # its answer is drawn ...
+    assert all(np.array_equal(env0[1], f) for f in env0[2:])  # ... and kept, not its restart on a new image
+    assert all(not np.array_equal(a, b) for a, b in zip(env1, env1[1:]))  # env 1 goes on looking
+    assert not np.array_equal(vec.render()[:, :width], env0[-1])  # the env itself has moved on to other episodes
+
+
+def test_single_env_recording_passes_the_stop_flag(data_dir, tmp_path):
+    env = GlimpseEnv(render_mode="human", data_dir=data_dir, split="test", answer="any_step")
+
+    def answer_at_once(obs, first):
+        return {"location": np.zeros((1, 2), np.float32), "label": np.zeros(1, np.int64), "stop": np.ones(1)}
+
+    assert len(recording.watch(env, answer_at_once, indices=[0, 1], hold=0)) == 2
+    assert env.unwrapped.core.t[0] == 1  # answered after the first glimpse
+    env.close()
+
+
 def test_record_episodes_needs_rgb_array(data_dir):
     with pytest.raises(ValueError, match="rgb_array"):
         recording.record_episodes(GlimpseVectorEnv(2, data_dir=data_dir), lambda o, f: None)
@@ -414,6 +448,18 @@ def test_play_quits_on_escape_and_shows_prompts(data_dir):
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE))
     assert game.run(max_frames=100) == (1, 1)
     assert game.phase == "look"  # the space started a new episode before Esc
+
+
+def test_play_lets_the_person_answer_early_on_a_task_with_early_answers(data_dir):
+    env = gym.make("RAM/MNIST-v0", render_mode="rgb_array", data_dir=data_dir, split="test", answer="any_step")
+    game = play.Game(env, n_episodes=1, seed=0)
+    assert "or type the digit" in game.prompt()[0]
+    game.look(np.array([0.5, 0.5], np.float32))
+    truth = int(env.unwrapped.core.label[0])
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_0 + truth))  # after 2 of 6 glimpses
+    assert game.run(max_frames=100) == (1, 1)
+    assert game.phase == "result" and env.unwrapped.core.t[0] == 2
+    assert env.unwrapped.frame_state()["answer"] == truth
 
 
 def test_play_main_returns_0_when_the_game_ends(data_dir, monkeypatch, capsys):
