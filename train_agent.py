@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, *sys.argv] if argv is None else ["python", PROG, *argv]
     args = parser().parse_args(command[2:])
     torch.set_num_threads(args.threads)
+    distributed.interrupt_once()
     try:
         cli.check_device(args.device or TrainConfig.device)
         s, out, resume = plan(args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import signal
 
 import numpy as np
 import torch
@@ -62,6 +63,19 @@ def device(name: str = "auto") -> torch.device:
             f"{torch.cuda.device_count()} are visible; start fewer (torchrun --nproc_per_node) or train on --device cpu"
         )
     return torch.device("cuda", local)
+
+
+def interrupt_once() -> None:
+    """Under torchrun, turn the first Ctrl-C into one KeyboardInterrupt and ignore the rest: the terminal signals every
+    process and torchrun signals its workers again, and a second interrupt would cut short the first one's handler
+    (the message that says how to continue)."""
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    if launched():
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def setup(name: str = "auto") -> torch.device:
