@@ -74,57 +74,12 @@ def defaults() -> dict:
 
 
 def parser() -> cli.Parser:
-    d = defaults()
     p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-
-    def add(group, name: str, help: str, default_text: str | None = None, **kwargs):
-        """A setting: absent from the namespace unless given, its default shown once, in the help."""
-        shown = d[name] if default_text is None else default_text
-        flag(group, name, f"{help} (default {shown})", default=argparse.SUPPRESS, **kwargs)
-
+    add = setting_adder(defaults())
     p.add_argument("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
     add(p, "algo", "learner", choices=ALGOS)
-    task = p.add_argument_group("task (the reference implementation's flags)")
-    add(task, "data", "dataset", choices=["MNIST", "FashionMNIST", "KMNIST"])
-    add(task, "translated_size", "canvas side, e.g. 60 or 100", "none: the plain 28x28 digit", type=positive_int)
-    add(task, "n_clutter", "clutter pieces per image", type=natural_int)
-    add(task, "clutter_size", "side of a clutter piece", type=positive_int)
-    add(task, "n_glimpses", "glimpses per episode", type=positive_int)
-    add(task, "patch_size", "patch side", type=positive_int)
-    add(task, "n_patches", "patches per glimpse", type=positive_int)
-    add(task, "scale", "zoom between patches", type=positive_int)
-    add(task, "start", "first glimpse location", choices=["random", "center"])
-    add(task, "answer", "last_step: answer after --n-glimpses; any_step: a stop action answers early", choices=ANSWERS)
-    add(task, "glimpse_cost", "subtracted from the reward per glimpse taken (needs --answer any_step)", type=cost)
-    agent = p.add_argument_group("RAM agent (--algo ram)")
-    add(agent, "std", "location policy std", type=positive_float)
-    add(agent, "glimpse_hidden", "glimpse network's what pathway size", type=positive_int)
-    add(agent, "location_hidden", "glimpse network's where pathway size", type=positive_int)
-    add(agent, "core_hidden", "core network size", type=positive_int)
-    add(agent, "core", "core network", choices=["rnn", "lstm"])
-    add(agent, "glimpse_net", "what pathway: mlp (the paper's) or conv", choices=["mlp", "conv"])
-    add(
-        agent,
-        "batch_size",
-        "images per update, over all processes under torchrun (each plays batch-size / N; the learning rate "
-        "needs no change with N)",
-        type=positive_int,
-    )
-    add(agent, "lr", "Adam learning rate", type=positive_float)
-    add(agent, "lr_schedule", "learning-rate schedule", choices=["cosine", "constant"])
-    add(agent, "n_epochs", "epochs; on --resume a larger value extends the run", type=positive_int)
-    add(agent, "patience", "stop after this many epochs without a better val error", type=positive_int)
-    add(agent, "train_rollouts", "episodes per training image", type=positive_int)
-    add(agent, "test_rollouts", "episodes per test image, class probabilities averaged", type=positive_int)
-    add(agent, "val_rollouts", "episodes per val image when choosing best.pt", type=positive_int)
-    add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
-    add(agent, "max_minutes", "stop after the epoch that passes this much training time", "none", type=positive_float)
-    add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
-    add(
-        agent,
-        "env_device",
-        "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a torch device",
-    )
+    add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
+    add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
     sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo)")
     add(sb3, "total_timesteps", "env steps", type=positive_int)
     add(sb3, "n_envs", "parallel envs", type=positive_int)
@@ -140,6 +95,54 @@ def parser() -> cli.Parser:
     flag(run, "no_gif", "do not write best.gif", action="store_true")
     flag(run, "no_tensorboard", "do not write TensorBoard event files", action="store_true")
     return p
+
+
+def setting_adder(d: dict):
+    """``add(group, name, help, ...)``: a setting's flag, absent from the namespace unless given, its default
+    ``d[name]`` (or ``default_text``) shown once, in the help."""
+
+    def add(group, name: str, help: str, default_text: str | None = None, **kwargs):
+        shown = d[name] if default_text is None else default_text
+        flag(group, name, f"{help} (default {shown})", default=argparse.SUPPRESS, **kwargs)
+
+    return add
+
+
+def add_task_flags(task, add) -> None:
+    add(task, "data", "dataset", choices=["MNIST", "FashionMNIST", "KMNIST"])
+    add(task, "translated_size", "canvas side, e.g. 60 or 100", "none: the plain 28x28 digit", type=positive_int)
+    add(task, "n_clutter", "clutter pieces per image", type=natural_int)
+    add(task, "clutter_size", "side of a clutter piece", type=positive_int)
+    add(task, "n_glimpses", "glimpses per episode", type=positive_int)
+    add(task, "patch_size", "patch side", type=positive_int)
+    add(task, "n_patches", "patches per glimpse", type=positive_int)
+    add(task, "scale", "zoom between patches", type=positive_int)
+    add(task, "start", "first glimpse location", choices=["random", "center"])
+    add(task, "answer", "last_step: answer after --n-glimpses; any_step: a stop action answers early", choices=ANSWERS)
+    add(task, "glimpse_cost", "subtracted from the reward per glimpse taken (needs --answer any_step)", type=cost)
+
+
+def add_agent_flags(agent, add) -> None:
+    add(agent, "std", "location policy std", type=positive_float)
+    add(agent, "glimpse_hidden", "glimpse network's what pathway size", type=positive_int)
+    add(agent, "location_hidden", "glimpse network's where pathway size", type=positive_int)
+    add(agent, "core_hidden", "core network size", type=positive_int)
+    add(agent, "core", "core network", choices=["rnn", "lstm"])
+    add(agent, "glimpse_net", "what pathway: mlp (the paper's) or conv", choices=["mlp", "conv"])
+    batch_help = "images per update, over all processes under torchrun (each plays batch-size / N; the same lr)"
+    add(agent, "batch_size", batch_help, type=positive_int)
+    add(agent, "lr", "Adam learning rate", type=positive_float)
+    add(agent, "lr_schedule", "learning-rate schedule", choices=["cosine", "constant"])
+    add(agent, "n_epochs", "epochs; on --resume a larger value extends the run", type=positive_int)
+    add(agent, "patience", "stop after this many epochs without a better val error", type=positive_int)
+    add(agent, "train_rollouts", "episodes per training image", type=positive_int)
+    add(agent, "test_rollouts", "episodes per test image, class probabilities averaged", type=positive_int)
+    add(agent, "val_rollouts", "episodes per val image when choosing best.pt", type=positive_int)
+    add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
+    add(agent, "max_minutes", "stop after the epoch that passes this much training time", "none", type=positive_float)
+    add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
+    env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
+    add(agent, "env_device", env_help)
 
 
 def cost(text: str) -> float:
