@@ -27,8 +27,9 @@ one shared network (:mod:`agents.sb3_features`) instead of one weight per pixel 
 
 ``reward="graded"`` (opt-in; ``"binary"``, the paper's 0/1, is the default) pays the log-probability
 of the true class under the class scores, each step's prediction as potential-based shaping
-(:class:`~ram_env.wrappers.GradedRewardWrapper`); training accuracy and val/test error still count
-right answers.
+(:class:`~ram_env.wrappers.GradedRewardWrapper`), and trains with :data:`GRADED_HYPERPARAMS`
+(``gae_lambda=0.5``, so that the shaping reaches the advantages); training accuracy and val/test error
+still count right answers.
 
 Training steps ``n_envs`` episodes as one batch of the native vector env
 (:class:`~agents.sb3_vec_env.GlimpseSB3VecEnv`); every ``eval_every`` steps
@@ -80,6 +81,7 @@ __all__ = [
     "ACTIONS",
     "REWARDS",
     "HYPERPARAMS",
+    "GRADED_HYPERPARAMS",
     "base_algo",
     "algo_class",
     "make_env",
@@ -157,6 +159,11 @@ for _name, (_base, _extractor, _extractor_kwargs, _head) in _GLIMPSE_HEADS.items
         features_extractor_kwargs=dict(hidden=128, code=256, **_extractor_kwargs),
         **_head,
     )
+
+# With the graded reward each step's prediction is paid as shaping; with gae_lambda=1 (and gamma=1) the
+# shaping telescopes out of every advantage, so those predictions would learn nothing. gae_lambda=0.5 lets
+# each step's log-probability reach its own advantage (measured: notes/learners.md). A user's override wins.
+GRADED_HYPERPARAMS: dict[str, Any] = dict(gae_lambda=0.5)
 
 _ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")
 
@@ -330,6 +337,8 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
     if (run_dir / "model.zip").exists():
         raise FileExistsError(f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir")
     hp = copy.deepcopy(HYPERPARAMS[algo])
+    if settings["reward"] == "graded":
+        hp.update(GRADED_HYPERPARAMS)
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
     total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
@@ -445,7 +454,8 @@ def train(
     :param action: ``"box"`` (:class:`FlatActionWrapper`, the default) or ``"discrete"``
         (:class:`DiscreteActionWrapper` with a ``grid x grid`` lattice)
     :param reward: ``"binary"`` (the env's 0/1, the default) or ``"graded"``
-        (:class:`~ram_env.wrappers.GradedRewardWrapper`; ``box`` actions only)
+        (:class:`~ram_env.wrappers.GradedRewardWrapper`; ``box`` actions only; it also applies
+        :data:`GRADED_HYPERPARAMS` before ``hyperparameters``)
     :param reward_options: the graded reward's ``scale``, ``shaping`` and ``gamma``
     :param tensorboard: write TensorBoard events (RunLog's tags, and SB3's own in ``run_dir/sb3_0``)
     :return: summary: timesteps, training seconds, last and best val error (percent), last training

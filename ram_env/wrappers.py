@@ -466,7 +466,9 @@ class GradedRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - The per-step terms are potential-based shaping (Ng, Harada & Russell 1999):
       ``F = gamma * Phi(s') - Phi(s)``, with the last prediction part of the state. Every episode's
       shaping telescopes to ``gamma^T Phi(end) - Phi(start) = 0``, so with ``gamma = 1`` every policy's
-      return is unchanged, and so is the best policy; what shaping adds is a signal at every step.
+      return is unchanged, and so is the best policy; what shaping adds is a signal at every step,
+      which reaches a learner that bootstraps from a value function (GAE ``lambda < 1``); with
+      Monte-Carlo returns (``lambda = 1``) it telescopes out of every advantage too.
     - The true label comes from the reset ``info["index"]`` and the split's labels
       (:func:`task_labels`, the public data the env reads), never from the env's private state; the
       learner's observation never holds it.

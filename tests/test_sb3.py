@@ -315,6 +315,7 @@ def test_glimpse_algos_and_graded_reward_train_and_score(algo, reward, tmp_path,
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["algo"] == algo and config["reward"] == reward
     assert config["wrappers"][-1] == ("GradedRewardWrapper" if reward == "graded" else "FlatActionWrapper")
+    assert config["hyperparameters"]["gae_lambda"] == (0.5 if reward == "graded" else 1.0)  # shaping needs < 1
     model, _ = sb3.load(tmp_path)
     extractor = type(model.policy.features_extractor).__name__
     expected = {"ppo": "FlattenExtractor", "recurrent_ppo_glimpse": "GlimpseStepExtractor"}
