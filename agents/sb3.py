@@ -146,19 +146,22 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
         ),
     ),
 }
-# The glimpse variants: the base algorithm's settings, a shared glimpse encoder, a smaller head after it.
-_GLIMPSE_HEADS = {
-    "ppo_glimpse": ("ppo", "glimpse_history", dict(pool="mean_max"), dict(net_arch=dict(pi=[256], vf=[256]))),
-    "a2c_glimpse": ("a2c", "glimpse_history", dict(pool="mean_max"), dict(net_arch=dict(pi=[256], vf=[256]))),
-    "recurrent_ppo_glimpse": ("recurrent_ppo", "glimpse_step", {}, dict(net_arch=dict(pi=[256], vf=[256]))),
-}
-for _name, (_base, _extractor, _extractor_kwargs, _head) in _GLIMPSE_HEADS.items():
-    HYPERPARAMS[_name] = copy.deepcopy(HYPERPARAMS[_base])
-    HYPERPARAMS[_name]["policy_kwargs"].update(
-        features_extractor=_extractor,
-        features_extractor_kwargs=dict(hidden=128, code=256, **_extractor_kwargs),
-        **_head,
+
+
+def _glimpse_variant(base: str, extractor: str, **extractor_kwargs: Any) -> dict[str, Any]:
+    """``base``'s settings with a shared glimpse encoder (:mod:`agents.sb3_features`) and one layer after it."""
+    hp = copy.deepcopy(HYPERPARAMS[base])
+    hp["policy_kwargs"].update(
+        features_extractor=extractor,
+        features_extractor_kwargs=dict(hidden=128, code=256, **extractor_kwargs),
+        net_arch=dict(pi=[256], vf=[256]),
     )
+    return hp
+
+
+HYPERPARAMS["ppo_glimpse"] = _glimpse_variant("ppo", "glimpse_history", pool="mean_max")
+HYPERPARAMS["a2c_glimpse"] = _glimpse_variant("a2c", "glimpse_history", pool="mean_max")
+HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimpse_step")
 
 # With the graded reward each step's prediction is paid as shaping; with gae_lambda=1 (and gamma=1) the
 # shaping telescopes out of every advantage, so those predictions would learn nothing. gae_lambda=0.5 lets
