@@ -3,18 +3,33 @@
 This module holds the algorithm registry (:data:`ALGOS`, :data:`HYPERPARAMS`), :func:`train` (a run
 folder, as for the RAM agent), :func:`load` and :func:`evaluate` (the test error of a saved model).
 
-| `algo`          | class                      | policy          | env seen by the learner                           |
-|-----------------|----------------------------|-----------------|---------------------------------------------------|
-| `ppo`           | `stable_baselines3.PPO`    | `MlpPolicy`     | ``FlatActionWrapper(GlimpseHistoryWrapper(env))`` |
-| `a2c`           | `stable_baselines3.A2C`    | `MlpPolicy`     | ``FlatActionWrapper(GlimpseHistoryWrapper(env))`` |
-| `recurrent_ppo` | `sb3_contrib.RecurrentPPO` | `MlpLstmPolicy` | ``FlatActionWrapper(FlattenObservation(env))``    |
+| `algo`                  | class                      | policy             | env seen by the learner                 |
+|-------------------------|----------------------------|--------------------|-----------------------------------------|
+| `ppo`                   | `stable_baselines3.PPO`    | `MlpPolicy`        | ``Flat(History(env))``                  |
+| `a2c`                   | `stable_baselines3.A2C`    | `MlpPolicy`        | ``Flat(History(env))``                  |
+| `recurrent_ppo`         | `sb3_contrib.RecurrentPPO` | `MlpLstmPolicy`    | ``Flat(FlattenObservation(env))``       |
+| `ppo_glimpse`           | `stable_baselines3.PPO`    | `MultiInputPolicy` | ``Flat(History(env, flatten=False))``   |
+| `a2c_glimpse`           | `stable_baselines3.A2C`    | `MultiInputPolicy` | ``Flat(History(env, flatten=False))``   |
+| `recurrent_ppo_glimpse` | `sb3_contrib.RecurrentPPO` | `MlpLstmPolicy`    | ``Flat(FlattenObservation(env))``       |
+
+(``Flat`` is :class:`~ram_env.wrappers.FlatActionWrapper`, ``History``
+:class:`~ram_env.wrappers.GlimpseHistoryWrapper`.) The ``*_glimpse`` policies read their observation
+through :class:`~agents.sb3_features.GlimpseHistoryExtractor` (history) or
+:class:`~agents.sb3_features.GlimpseStepExtractor` (LSTM); the others flatten it.
 
 The feed-forward policies see the whole episode so far (every glimpse and location plus a one-hot
 step counter, :class:`~ram_env.wrappers.GlimpseHistoryWrapper`); the LSTM policy sees the current
 glimpse and location only and keeps the rest in its state. All act through a ``Box`` action (two
 location coordinates, then one score per class whose arg-max is the label,
 :class:`~ram_env.wrappers.FlatActionWrapper`), or with ``action="discrete"`` a ``MultiDiscrete`` one,
-since SB3 cannot take the native ``Dict`` action.
+since SB3 cannot take the native ``Dict`` action. The ``*_glimpse`` algorithms encode each glimpse with
+one shared network (:mod:`agents.sb3_features`) instead of one weight per pixel of every step.
+
+``reward="graded"`` (opt-in; ``"binary"``, the paper's 0/1, is the default) pays the log-probability
+of the true class under the class scores, each step's prediction as potential-based shaping
+(:class:`~ram_env.wrappers.GradedRewardWrapper`), and trains with :data:`GRADED_HYPERPARAMS`
+(``gae_lambda=0.5``, so that the shaping reaches the advantages); training accuracy and val/test error
+still count right answers.
 
 Training steps ``n_envs`` episodes as one batch of the native vector env
 (:class:`~agents.sb3_vec_env.GlimpseSB3VecEnv`); every ``eval_every`` steps
@@ -44,19 +59,30 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
+import torch
 import torch.nn as nn
 
 import ram_env
 from agents.runlog import RunLog, read_metrics, read_rows
 from agents.sb3_callbacks import RunCallback
+from agents.sb3_features import EXTRACTORS
 from agents.sb3_policy import BatchPolicy, play_episodes, policy_of
 from agents.sb3_vec_env import ACTIONS, GlimpseSB3VecEnv
-from ram_env.wrappers import DiscreteActionWrapper, FlatActionWrapper, GlimpseHistoryWrapper
+from ram_env.wrappers import (
+    REWARDS,
+    DiscreteActionWrapper,
+    FlatActionWrapper,
+    GlimpseHistoryWrapper,
+    GradedRewardWrapper,
+)
 
 __all__ = [
     "ALGOS",
     "ACTIONS",
+    "REWARDS",
     "HYPERPARAMS",
+    "GRADED_HYPERPARAMS",
+    "base_algo",
     "algo_class",
     "make_env",
     "make_task_vec",
@@ -70,10 +96,10 @@ __all__ = [
     "evaluate",
 ]
 
-ALGOS = ("ppo", "a2c", "recurrent_ppo")
+ALGOS = ("ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse")
 
-# Settings passed to the algorithm's constructor; policy_kwargs' activation_fn is named, not a class, so
-# the dict is JSON-serialisable (see _algo_kwargs). Per-step counts are per environment.
+# Settings passed to the algorithm's constructor; policy_kwargs' activation_fn and features_extractor are
+# named, not classes, so the dict is JSON-serialisable (see _algo_kwargs). Per-step counts are per environment.
 HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": dict(
         learning_rate=3e-4,
@@ -121,6 +147,27 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
     ),
 }
 
+
+def _glimpse_variant(base: str, extractor: str, **extractor_kwargs: Any) -> dict[str, Any]:
+    """``base``'s settings with a shared glimpse encoder (:mod:`agents.sb3_features`) and one layer after it."""
+    hp = copy.deepcopy(HYPERPARAMS[base])
+    hp["policy_kwargs"].update(
+        features_extractor=extractor,
+        features_extractor_kwargs=dict(hidden=128, code=256, **extractor_kwargs),
+        net_arch=dict(pi=[256], vf=[256]),
+    )
+    return hp
+
+
+HYPERPARAMS["ppo_glimpse"] = _glimpse_variant("ppo", "glimpse_history", pool="mean_max")
+HYPERPARAMS["a2c_glimpse"] = _glimpse_variant("a2c", "glimpse_history", pool="mean_max")
+HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimpse_step")
+
+# With the graded reward each step's prediction is paid as shaping; with gae_lambda=1 (and gamma=1) the
+# shaping telescopes out of every advantage, so those predictions would learn nothing. gae_lambda=0.5 lets
+# each step's log-probability reach its own advantage (measured: notes/learners.md). A user's override wins.
+GRADED_HYPERPARAMS: dict[str, Any] = dict(gae_lambda=0.5)
+
 _ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")
 
 
@@ -129,9 +176,20 @@ def _check_algo(algo: str) -> None:
         raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
 
 
-def algo_class(algo: str):
-    """The SB3 / sb3-contrib class of ``algo`` (sb3-contrib is imported only for ``recurrent_ppo``)."""
+def base_algo(algo: str) -> str:
+    """The algorithm behind ``algo``: ``"ppo"``, ``"a2c"`` or ``"recurrent_ppo"``."""
     _check_algo(algo)
+    return algo.removesuffix("_glimpse")
+
+
+def _glimpse_history(algo: str) -> bool:
+    """Whether ``algo`` sees the ``Dict`` glimpse history (for its shared glimpse encoder)."""
+    return algo in ("ppo_glimpse", "a2c_glimpse")
+
+
+def algo_class(algo: str):
+    """The SB3 / sb3-contrib class of ``algo`` (sb3-contrib is imported only for ``recurrent_ppo*``)."""
+    algo = base_algo(algo)
     if algo == "recurrent_ppo":
         try:
             from sb3_contrib import RecurrentPPO
@@ -142,7 +200,9 @@ def algo_class(algo: str):
 
 
 def _policy_name(algo: str) -> str:
-    return "MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy"
+    if base_algo(algo) == "recurrent_ppo":
+        return "MlpLstmPolicy"
+    return "MultiInputPolicy" if _glimpse_history(algo) else "MlpPolicy"
 
 
 def _algo_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +214,11 @@ def _algo_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
         if name not in _ACTIVATIONS:
             raise ValueError(f"unknown activation_fn {name!r}; choose one of {', '.join(_ACTIVATIONS)}")
         pk["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}[name]
+    if "features_extractor" in pk:
+        name = pk.pop("features_extractor")
+        if name not in EXTRACTORS:
+            raise ValueError(f"unknown features_extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+        pk["features_extractor_class"] = EXTRACTORS[name]
     return kwargs
 
 
@@ -178,20 +243,32 @@ def make_env(
     data_dir: str | None = None,
     action: str = "box",
     grid: int = 7,
+    reward: str = "binary",
+    reward_options: dict[str, Any] | None = None,
 ) -> gym.Env:
     """A single env of ``split`` (``gym.make``), wrapped as ``algo`` sees it (module table).
 
     ``action="discrete"`` swaps the flat ``Box`` action for :class:`~ram_env.wrappers.DiscreteActionWrapper`
-    (a ``grid x grid`` lattice of locations plus a categorical label)."""
+    (a ``grid x grid`` lattice of locations plus a categorical label); ``reward="graded"`` adds
+    :class:`~ram_env.wrappers.GradedRewardWrapper` (with ``reward_options``) on top."""
+    _check_options(algo, action, reward)
+    env = gym.make(task_env_id(env_kwargs), **task_kwargs(env_kwargs, split, data_dir))
+    if base_algo(algo) == "recurrent_ppo":
+        env = gym.wrappers.FlattenObservation(env)
+    else:
+        env = GlimpseHistoryWrapper(env, flatten=not _glimpse_history(algo))
+    env = FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
+    return GradedRewardWrapper(env, **(reward_options or {})) if reward == "graded" else env
+
+
+def _check_options(algo: str, action: str, reward: str) -> None:
     _check_algo(algo)
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
-    env = gym.make(task_env_id(env_kwargs), **task_kwargs(env_kwargs, split, data_dir))
-    if algo == "recurrent_ppo":
-        env = gym.wrappers.FlattenObservation(env)
-    else:
-        env = GlimpseHistoryWrapper(env)
-    return FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+    if reward == "graded" and action != "box":
+        raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
 
 
 def make_task_vec(
@@ -214,11 +291,19 @@ def make_vec_env(
     seed: int | None = None,
     action: str = "box",
     grid: int = 7,
+    reward: str = "binary",
+    reward_options: dict[str, Any] | None = None,
 ) -> GlimpseSB3VecEnv:
     """``n_envs`` episodes of ``split`` as an SB3 ``VecEnv``, each seen as through :func:`make_env`'s wrappers."""
-    _check_algo(algo)
+    _check_options(algo, action, reward)
     venv = GlimpseSB3VecEnv(
-        make_task_vec(env_kwargs, n_envs, split), history=algo != "recurrent_ppo", action=action, grid=grid
+        make_task_vec(env_kwargs, n_envs, split),
+        history=base_algo(algo) != "recurrent_ppo",
+        action=action,
+        grid=grid,
+        flatten=not _glimpse_history(algo),
+        reward=reward,
+        reward_options=reward_options,
     )
     if seed is not None:
         venv.seed(seed)
@@ -251,11 +336,12 @@ def _resumed_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any]) -> dic
 
 def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The config of a new run; ``settings`` holds train()'s arguments that a resumed run keeps."""
-    if settings["action"] not in ACTIONS:
-        raise ValueError(f"unknown action {settings['action']!r}; choose one of {', '.join(ACTIONS)}")
+    _check_options(algo, settings["action"], settings["reward"])
     if (run_dir / "model.zip").exists():
         raise FileExistsError(f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir")
     hp = copy.deepcopy(HYPERPARAMS[algo])
+    if settings["reward"] == "graded":
+        hp.update(GRADED_HYPERPARAMS)
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
     total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
@@ -270,12 +356,21 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         "eval_every": max(eval_every, int(hp["n_steps"]) * n_envs),  # at least one rollout
         "action": settings["action"],
         "grid": int(settings["grid"]),
-        "wrappers": [
-            "FlattenObservation" if algo == "recurrent_ppo" else "GlimpseHistoryWrapper",
-            "FlatActionWrapper" if settings["action"] == "box" else "DiscreteActionWrapper",
-        ],
+        "reward": settings["reward"],
+        "reward_options": dict(settings["reward_options"] or {}),
+        "wrappers": _wrapper_names(algo, settings["action"], settings["reward"]),
         "stable_baselines3": stable_baselines3.__version__,
     }
+
+
+def _wrapper_names(algo: str, action: str, reward: str) -> list[str]:
+    """The wrappers of :func:`make_env`, innermost first (what the learner's env is, in the config)."""
+    if base_algo(algo) == "recurrent_ppo":
+        names = ["FlattenObservation"]
+    else:
+        names = ["GlimpseHistoryWrapper" if not _glimpse_history(algo) else "GlimpseHistoryWrapper(flatten=False)"]
+    names.append("FlatActionWrapper" if action == "box" else "DiscreteActionWrapper")
+    return names + (["GradedRewardWrapper"] if reward == "graded" else [])
 
 
 def _rounds_kept(run_dir: Path, steps: int) -> list[dict[str, str]]:
@@ -295,9 +390,16 @@ def _model(config: dict[str, Any], run_dir: Path, venv, device: str, tensorboard
     if (run_dir / "model.zip").is_file():
         return _load_model(run_dir / "model.zip", algo, device=device, env=venv, tensorboard_log=log)
     kwargs = _algo_kwargs(config["hyperparameters"])
-    return algo_class(algo)(
+    score_log_std = kwargs.pop("score_log_std_init", None)
+    model = algo_class(algo)(
         _policy_name(algo), venv, seed=config["seed"], device=device, verbose=verbose, tensorboard_log=log, **kwargs
     )
+    if score_log_std is not None:  # the class scores' own exploration noise; the location keeps log_std_init
+        if not isinstance(model.action_space, gym.spaces.Box):
+            raise ValueError("score_log_std_init applies to the box action's class scores, not action='discrete'")
+        with torch.no_grad():
+            model.policy.log_std[2:] = float(score_log_std)
+    return model
 
 
 def _run_callback(config, run_dir: Path, val_env, kept: list[dict[str, str]] | None, tensorboard: bool):
@@ -336,6 +438,8 @@ def train(
     verbose: int = 0,
     action: str = "box",
     grid: int = 7,
+    reward: str = "binary",
+    reward_options: dict[str, Any] | None = None,
     tensorboard: bool = True,
 ) -> dict[str, Any]:
     """Train ``algo`` on the task ``env_kwargs`` (GlimpseEnv arguments, without ``split``) into ``run_dir``.
@@ -347,10 +451,15 @@ def train(
     :param eval_episodes: size of the fixed validation subset (images ``0 .. eval_episodes-1`` of ``val``)
     :param eval_every: timesteps between evaluation rounds; default ``total_timesteps // 20``, at least one
         rollout
-    :param hyperparameters: overrides of :data:`HYPERPARAMS[algo]` (``policy_kwargs`` replaced whole)
+    :param hyperparameters: overrides of :data:`HYPERPARAMS[algo]` (``policy_kwargs`` replaced whole);
+        ``score_log_std_init`` (box actions) gives the class scores their own initial log standard deviation
     :param progress_bar: SB3's progress bar
     :param action: ``"box"`` (:class:`FlatActionWrapper`, the default) or ``"discrete"``
         (:class:`DiscreteActionWrapper` with a ``grid x grid`` lattice)
+    :param reward: ``"binary"`` (the env's 0/1, the default) or ``"graded"``
+        (:class:`~ram_env.wrappers.GradedRewardWrapper`; ``box`` actions only; it also applies
+        :data:`GRADED_HYPERPARAMS` before ``hyperparameters``)
+    :param reward_options: the graded reward's ``scale``, ``shaping`` and ``gamma``
     :param tensorboard: write TensorBoard events (RunLog's tags, and SB3's own in ``run_dir/sb3_0``)
     :return: summary: timesteps, training seconds, last and best val error (percent), last training
         accuracy (percent), paths
@@ -363,6 +472,7 @@ def train(
         config = _resumed_config(run_dir, algo, env_kwargs)
     else:
         settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
+        settings.update(reward=reward, reward_options=reward_options)
         settings.update(hyperparameters=hyperparameters, total_timesteps=total_timesteps, n_envs=n_envs)
         config = _new_config(run_dir, algo, env_kwargs, settings)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -370,7 +480,8 @@ def train(
     _write_json(run_dir / "config.json", config)
 
     action, grid = config.get("action", "box"), int(config.get("grid", 7))
-    venv = make_vec_env(algo, env_kwargs, n_envs, "train", action=action, grid=grid)
+    rewards = dict(reward=config.get("reward", "binary"), reward_options=config.get("reward_options"))
+    venv = make_vec_env(algo, env_kwargs, n_envs, "train", action=action, grid=grid, **rewards)
     model = _model(config, run_dir, venv, device, tensorboard, verbose)
     kept = _rounds_kept(run_dir, model.num_timesteps) if resume else []
     venv.seed(int(config["seed"]) + model.num_timesteps)

@@ -25,7 +25,8 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
     ``(N, 2)``); ``first`` is True on the first step of the (synchronised) episodes. The policy acts
     deterministically and returns ``location`` ``(N, 2)`` float32 and ``label`` ``(N,)`` int64.
 
-    :param algo: ``"recurrent_ppo"`` carries the LSTM state; the others see the glimpse history
+    :param algo: ``"recurrent_ppo"`` and ``"recurrent_ppo_glimpse"`` carry the LSTM state; the others see
+        the glimpse history (flat, or the ``Dict`` when the model's observation space is one)
     :param env_kwargs: the task's arguments (for ``n_glimpses``)
     """
     n_glimpses = TaskConfig.from_kwargs({k: v for k, v in env_kwargs.items() if k != "render_mode"}).n_glimpses
@@ -33,7 +34,7 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
 
     def policy(obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
         n = len(obs["location"])
-        if algo == "recurrent_ppo":
+        if algo.startswith("recurrent_ppo"):
             start = bool(first or state["lstm"] is None)
             action, state["lstm"] = model.predict(
                 flatten_native_obs(obs),
@@ -48,7 +49,8 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
                 history.start(obs)
             else:
                 history.add(obs)
-            action, _ = model.predict(history.flat(), deterministic=True)
+            seen = history.dict() if isinstance(model.observation_space, gym.spaces.Dict) else history.flat()
+            action, _ = model.predict(seen, deterministic=True)
         return to_native_action(action, model.action_space)
 
     return policy

@@ -16,11 +16,14 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from ram_env.wrappers import (
+    REWARDS,
     GlimpseHistory,
+    GradedReward,
     discrete_action_space,
     flat_action_space,
     flatten_native_obs,
     history_space,
+    task_labels,
     to_native_action,
 )
 
@@ -30,15 +33,19 @@ ACTIONS = ("box", "discrete")
 class GlimpseSB3VecEnv(VecEnv):
     """SB3's ``VecEnv`` over one native glimpse vector env: ``num_envs`` episodes stepped as one batch.
 
-    | `history` | observation (one row per env)                                                       |
-    |-----------|-------------------------------------------------------------------------------------|
-    | ``True``  | ``GlimpseHistoryWrapper``'s flat ``Box``: every glimpse and location so far, the step |
-    | ``False`` | ``FlattenObservation``'s ``Box``: the current glimpse, then its location             |
+    | `history`, `flatten` | observation (one row per env)                                                    |
+    |----------------------|----------------------------------------------------------------------------------|
+    | ``True``, ``True``   | ``GlimpseHistoryWrapper``'s flat ``Box``: every glimpse and location so far, the step |
+    | ``True``, ``False``  | ``GlimpseHistoryWrapper(flatten=False)``'s ``Dict`` of the same                  |
+    | ``False``            | ``FlattenObservation``'s ``Box``: the current glimpse, then its location          |
 
     | `action`       | action (one row per env)                                         |
     |----------------|------------------------------------------------------------------|
     | ``"box"``      | ``FlatActionWrapper``'s ``Box(-1, 1, (2 + n_classes,))``            |
     | ``"discrete"`` | ``DiscreteActionWrapper``'s ``MultiDiscrete([grid, grid, n_classes])`` |
+
+    ``reward="graded"`` pays what ``GradedRewardWrapper`` pays (``box`` actions only), through the same
+    :class:`~ram_env.wrappers.GradedReward`; ``info["episode"]["r"]`` is then the episode's return.
 
     All episodes last ``n_glimpses`` steps, so they end together and restart together (SB3's
     auto-reset), with the final observation in ``info["terminal_observation"]``, the env's ``correct``
@@ -49,18 +56,40 @@ class GlimpseSB3VecEnv(VecEnv):
     :param history: show the whole episode so far (feed-forward policies) or the current glimpse (LSTM)
     :param action: ``"box"`` or ``"discrete"``
     :param grid: lattice points per axis of the discrete action
+    :param flatten: with ``history``, a flat ``Box`` (``MlpPolicy``) rather than a ``Dict``
+    :param reward: ``"binary"`` (the env's 0/1) or ``"graded"``
+    :param reward_options: ``GradedReward``'s ``scale``, ``shaping``, ``gamma``
     """
 
-    def __init__(self, venv: gym.vector.VectorEnv, history: bool = True, action: str = "box", grid: int = 7):
+    def __init__(
+        self,
+        venv: gym.vector.VectorEnv,
+        history: bool = True,
+        action: str = "box",
+        grid: int = 7,
+        flatten: bool = True,
+        reward: str = "binary",
+        reward_options: dict[str, Any] | None = None,
+    ):
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
+        if reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+        if reward == "graded" and action != "box":
+            raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
         self.venv = venv
         self.n_glimpses = int(venv.config.n_glimpses)
         glimpse_shape = venv.single_observation_space["glimpse"].shape
         n_classes = int(venv.single_action_space["label"].n)
         self.history = GlimpseHistory(self.n_glimpses, glimpse_shape, venv.num_envs) if history else None
+        self.graded = (
+            GradedReward(task_labels(venv.config), venv.num_envs, **(reward_options or {}))
+            if reward == "graded"
+            else None
+        )
+        self.returns = np.zeros(venv.num_envs)
         observation_space = (
-            history_space(glimpse_shape, self.n_glimpses)
+            history_space(glimpse_shape, self.n_glimpses, flatten)
             if history
             else gym.spaces.flatten_space(venv.single_observation_space)
         )
@@ -70,13 +99,18 @@ class GlimpseSB3VecEnv(VecEnv):
         self._t0 = time.perf_counter()
         super().__init__(venv.num_envs, observation_space, action_space)
 
-    def _observe(self, native: dict[str, np.ndarray]) -> np.ndarray:
-        return flatten_native_obs(native) if self.history is None else self.history.flat()
+    def _observe(self, native: dict[str, np.ndarray]):
+        if self.history is None:
+            return flatten_native_obs(native)
+        return self.history.dict() if isinstance(self.observation_space, gym.spaces.Dict) else self.history.flat()
 
     def reset(self) -> np.ndarray:
         native, info = self.venv.reset(seed=self._seeds[0])
         self._reset_seeds()
         self.reset_infos = [{"index": int(i)} for i in info["index"]]
+        self.returns[:] = 0.0
+        if self.graded is not None:
+            self.graded.start(info["index"])
         if self.history is not None:
             self.history.start(native)
         return self._observe(native)
@@ -89,6 +123,9 @@ class GlimpseSB3VecEnv(VecEnv):
             to_native_action(self._actions, self.action_space)
         )
         dones = terminated | truncated
+        if self.graded is not None:
+            rewards = self.graded.pay(np.asarray(self._actions)[:, 2:], dones)
+        self.returns += rewards
         if not dones.any():
             if self.history is not None:
                 self.history.add(native)
@@ -101,9 +138,9 @@ class GlimpseSB3VecEnv(VecEnv):
             {
                 "correct": bool(info["correct"][i]),
                 "label": int(info["label"][i]),
-                "terminal_observation": final[i],
+                "terminal_observation": {k: v[i] for k, v in final.items()} if isinstance(final, dict) else final[i],
                 "TimeLimit.truncated": False,
-                "episode": {"r": float(rewards[i]), "l": self.n_glimpses, "t": elapsed},
+                "episode": {"r": float(self.returns[i]), "l": self.n_glimpses, "t": elapsed},
             }
             for i in range(self.num_envs)
         ]

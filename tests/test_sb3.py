@@ -18,6 +18,7 @@ SMALL = {  # short rollouts so a few thousand steps make several updates and che
     "a2c": dict(n_steps=12),
     "recurrent_ppo": dict(n_steps=64, batch_size=128, n_epochs=2),
 }
+SMALL.update({f"{algo}_glimpse": hp for algo, hp in SMALL.items()})
 
 
 @pytest.fixture(autouse=True)
@@ -300,3 +301,43 @@ def test_progress_bar_with_rich(tmp_path, data_dir):
         warnings.simplefilter("error", UserWarning)
         summary = _train("ppo", tmp_path, data_dir, steps=256, progress_bar=True)
     assert summary["timesteps"] >= 256
+
+
+@pytest.mark.parametrize(
+    "algo, reward",
+    [("ppo_glimpse", "graded"), ("a2c_glimpse", "binary"), ("recurrent_ppo_glimpse", "graded"), ("ppo", "graded")],
+)
+def test_glimpse_algos_and_graded_reward_train_and_score(algo, reward, tmp_path, data_dir):
+    if algo.startswith("recurrent"):
+        pytest.importorskip("sb3_contrib")
+    summary = _train(algo, tmp_path, data_dir, steps=512, reward=reward)
+    assert summary["timesteps"] >= 512
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["algo"] == algo and config["reward"] == reward
+    assert config["wrappers"][-1] == ("GradedRewardWrapper" if reward == "graded" else "FlatActionWrapper")
+    assert config["hyperparameters"]["gae_lambda"] == (0.5 if reward == "graded" else 1.0)  # shaping needs < 1
+    model, _ = sb3.load(tmp_path)
+    extractor = type(model.policy.features_extractor).__name__
+    expected = {"ppo": "FlattenExtractor", "recurrent_ppo_glimpse": "GlimpseStepExtractor"}
+    assert extractor == expected.get(algo, "GlimpseHistoryExtractor")
+    correct, _ = sb3.evaluate(tmp_path, data_dir=data_dir, limit=20)
+    assert correct.shape == (20,) and correct.dtype == bool
+    reference = _single_env_correct(tmp_path, "test", data_dir, 20)  # the wrapped single env agrees
+    np.testing.assert_array_equal(correct, reference)
+
+
+def test_unknown_reward_and_graded_discrete_are_refused(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="unknown reward 'dense'"):
+        _train("ppo", tmp_path, data_dir, steps=256, reward="dense")
+    with pytest.raises(ValueError, match="action='box'"):
+        _train("ppo", tmp_path, data_dir, steps=256, reward="graded", action="discrete")
+
+
+def test_score_log_std_init_sets_the_class_scores_noise_only(tmp_path, data_dir):
+    hp = dict(SMALL["ppo"], score_log_std_init=-1.0)
+    _train("ppo", tmp_path, data_dir, steps=128, hyperparameters=hp)
+    assert json.loads((tmp_path / "config.json").read_text())["hyperparameters"]["score_log_std_init"] == -1.0
+    from stable_baselines3 import PPO
+
+    fresh = PPO.load(tmp_path / "model.zip", device="cpu").policy.log_std.detach().numpy()
+    assert fresh.shape == (12,) and np.all(fresh[:2] < -2.5) and np.all(fresh[2:] > -1.5)
