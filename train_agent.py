@@ -38,7 +38,8 @@ PRESETS = {
     "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25),
     "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25),
 }
-ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo")
+# Literal names, so that parsing imports no SB3; agents/sb3.py's registry holds what each one is.
+ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse")
 TASK_KEYS = (
     *("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start"),
     *("answer", "glimpse_cost"),
@@ -48,7 +49,7 @@ TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
     *("classifier_loss", "max_minutes", "train_images", "env_device"),
 )
-SB3_KEYS = ("total_timesteps", "n_envs")
+SB3_KEYS = ("total_timesteps", "n_envs", "reward")
 SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, "seed")
 # Settings a resumed run may change; every other one shapes the run and must stay what it was.
 MAY_CHANGE_ON_RESUME = (
@@ -69,7 +70,7 @@ def defaults() -> dict:
         **{k: getattr(model, k) for k in MODEL_KEYS},
         **{k: getattr(train, k) for k in (*TRAIN_KEYS, "seed")},
         "total_timesteps": SB3_TIMESTEPS,
-        "n_envs": inspect.signature(sb3.train).parameters["n_envs"].default,
+        **{k: inspect.signature(sb3.train).parameters[k].default for k in ("n_envs", "reward")},
     }
 
 
@@ -80,9 +81,11 @@ def parser() -> cli.Parser:
     add(p, "algo", "learner", choices=ALGOS)
     add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
     add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
-    sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo)")
+    sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms)")
     add(sb3, "total_timesteps", "env steps", type=positive_int)
     add(sb3, "n_envs", "parallel envs", type=positive_int)
+    reward_help = "binary: the task's 0/1; graded: log-probability of the true class, shaped per step"
+    add(sb3, "reward", reward_help, choices=["binary", "graded"])
     run = p.add_argument_group("run")
     add(run, "seed", "random seed", type=natural_int)
     flag(run, "data_dir", "folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
@@ -241,7 +244,7 @@ def check_flags_apply(args, s: dict) -> None:
     """A flag of the other learner would be silently ignored: name it instead."""
     given = [k for k in vars(args) if k in SETTINGS] + (["no_gif"] if args.no_gif else [])
     if s["algo"] == "ram":
-        foreign, learner = SB3_KEYS, "the SB3 algorithms (--algo ppo|a2c|recurrent_ppo)"
+        foreign, learner = SB3_KEYS, "the SB3 algorithms (--algo ppo, a2c, recurrent_ppo, *_glimpse)"
     else:
         foreign, learner = (*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), "the RAM agent (--algo ram)"
     wrong = [k for k in given if k in foreign]
@@ -308,6 +311,7 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
         device=device,
         resume=resume,
         n_envs=s["n_envs"],
+        reward=s["reward"],
         tensorboard=not args.no_tensorboard,
     )
     correct, _ = sb3.evaluate(out, "test", args.data_dir)

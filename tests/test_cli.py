@@ -175,3 +175,25 @@ def test_sb3_algorithms_run_from_the_command_line(data_dir, tmp_path, capsys, mo
     assert (run / "best.zip").is_file() and json.loads((run / "config.json").read_text())["algo"] == "ppo"
     assert evaluate.main([str(run), "--limit", "20"]) == 0
     assert "ppo on MNIST" in capsys.readouterr().out
+
+
+def test_glimpse_policy_with_graded_reward_trains_from_the_command_line(data_dir, tmp_path, capsys, monkeypatch):
+    from agents import sb3
+
+    full = sb3.evaluate
+    monkeypatch.setattr(sb3, "evaluate", lambda *a, **k: full(*a, **{**k, "limit": 100}))
+    run = tmp_path / "ppo_glimpse"
+    argv = ["--algo", "ppo_glimpse", "--reward", "graded", "--total-timesteps", "512", "--n-envs", "2"]
+    assert train_agent.main(argv + ["--out", str(run), "--no-tensorboard"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["algo"], config["reward"]) == ("ppo_glimpse", "graded")
+    assert not list(run.rglob("events.out.tfevents*")), "--no-tensorboard still wrote event files"
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--limit", "20"]) == 0
+    assert "ppo_glimpse on MNIST" in capsys.readouterr().out
+
+
+def test_reward_flag_of_the_sb3_learners_is_refused_for_the_ram_agent(capsys):
+    assert train_agent.main(["--reward", "graded"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--reward is a setting of the SB3 algorithms" in err
