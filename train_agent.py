@@ -28,7 +28,7 @@ from agents.cli import UsageError, flag, natural_int, positive_float, positive_i
 from agents.ram import RAMConfig
 from agents.reinforce import TrainConfig, error_with_interval
 from ram_env import TASKS, TaskConfig, task_id
-from ram_env.core import ANSWERS
+from ram_env.task import ANSWERS
 
 PROG = "train_agent.py"
 # The paper's four experiments, as the reference implementation ran them: the registered tasks and a policy std.

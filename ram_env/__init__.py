@@ -20,9 +20,9 @@ agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimps
 
 import gymnasium
 
-from ram_env.core import TaskConfig
 from ram_env.datasets import DATASETS
 from ram_env.env import GlimpseEnv
+from ram_env.task import TaskConfig
 from ram_env.vector import GlimpseVectorEnv
 
 __all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "task_id"]

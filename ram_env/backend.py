@@ -1,6 +1,6 @@
 """The array operations of the environment, for numpy and for torch: one description of the task, two libraries.
 
-canvas.py, sensor.py and core.py write their arithmetic once against a backend ``xp`` (``xp.add``,
+canvas.py, sensor.py and task.py write their arithmetic once against a backend ``xp`` (``xp.add``,
 ``xp.take``, ``xp.zeros`` ...). Most operations have the same name and signature in both libraries; a backend
 names those, and wraps the handful that differ (dtype arguments, ``out=`` conventions, strided views, random
 streams). :data:`NUMPY` is the default; :func:`get_backend` makes the torch one for a device and is the only

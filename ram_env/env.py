@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ram_env.core import GlimpseCore, TaskConfig
+from ram_env.task import GlimpseTask, TaskConfig
 
 
 class GlimpseEnv(gym.Env):
@@ -130,17 +130,17 @@ class GlimpseEnv(gym.Env):
                 "vectorization_mode='vector_entry_point', device=...)); the single env serves numpy arrays"
             )
         self.config = TaskConfig.from_kwargs(kwargs)
-        self.core = GlimpseCore(self.config, num_envs=1)
-        self.observation_space = self.core.observation_space
-        self.action_space = self.core.action_space
-        self.n_images = self.core.n_images
+        self.task = GlimpseTask(self.config, num_envs=1)
+        self.observation_space = self.task.observation_space
+        self.action_space = self.task.action_space
+        self.n_images = self.task.n_images
         self.render_mode = render_mode
         self._history: list[np.ndarray] = []  # glimpse locations of this episode, for rendering
         self._answer: int | None = None
         self._renderer = None
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {"glimpse": self.core.glimpse[0].copy(), "location": self.core.location[0].copy()}
+        return {"glimpse": self.task.glimpse[0].copy(), "location": self.task.location[0].copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         index = None
@@ -161,34 +161,34 @@ class GlimpseEnv(gym.Env):
                     )
                 index = np.array([index], dtype=np.int64)
         super().reset(seed=seed)
-        self.core.reset(self.np_random, None, index)
-        self._history = [self.core.location[0].copy()]
+        self.task.reset(self.np_random, None, index)
+        self._history = [self.task.location[0].copy()]
         self._answer = None
         if self.render_mode == "human":
             self.render()
-        return self._obs(), {"index": int(self.core.index[0])}
+        return self._obs(), {"index": int(self.task.index[0])}
 
     def step(self, action: dict):
-        core = self.core
-        t = core.t[0]
+        task = self.task
+        t = task.t[0]
         if t < 0:
             raise RuntimeError("step() called before reset()")
-        if core.done[0]:
+        if task.done[0]:
             raise RuntimeError(
                 f"step() called after the episode terminated (it ended on its answer, after {t} glimpses); call reset()"
             )
-        location, label, stop = core.split_action(action, "action")
-        location, x, y, label = core.check_one(location, label)
-        stop = core.any_step and core.check_stop_one(stop)
-        reward, terminated = core.step_one(location, x, y, label, stop)
+        location, label, stop = task.split_action(action, "action")
+        location, x, y, label = task.check_one(location, label)
+        stop = task.any_step and task.check_stop_one(stop)
+        reward, terminated = task.step_one(location, x, y, label, stop)
         if terminated:
             self._answer = label
-            truth = int(core.label[0])
+            truth = int(task.label[0])
             info: dict[str, Any] = {
                 "label": truth,
                 "correct": label == truth,
-                "index": int(core.index[0]),
-                "glimpses": int(core.t[0]),
+                "index": int(task.index[0]),
+                "glimpses": int(task.t[0]),
             }
         else:
             self._history.append(location)
@@ -207,7 +207,7 @@ class GlimpseEnv(gym.Env):
 
         if self._renderer is None:
             self._renderer = window.Renderer(
-                self.core.retina, self.core.n_glimpses, self.render_mode, self.metadata["render_fps"]
+                self.task.retina, self.task.n_glimpses, self.render_mode, self.metadata["render_fps"]
             )
         return self._renderer.draw(self.frame_state())
 
@@ -219,12 +219,12 @@ class GlimpseEnv(gym.Env):
     def frame_state(self) -> "dict[str, Any]":
         """What a frame shows: the canvas, the fixations so far, the glimpse and the answer."""
         return {
-            "canvas": self.core.canvases[0],
+            "canvas": self.task.canvases[0],
             "history": np.array(self._history, dtype=np.float32),
-            "glimpse": self.core.glimpse[0],
-            "t": min(int(self.core.t[0]), self.core.n_glimpses),
+            "glimpse": self.task.glimpse[0],
+            "t": min(int(self.task.t[0]), self.task.n_glimpses),
             "answer": self._answer,
-            "label": int(self.core.label[0]),
+            "label": int(self.task.label[0]),
         }
 
     def close(self):

@@ -42,10 +42,10 @@ class Game:
         if env.render_mode != "rgb_array":
             raise ValueError(f"Game needs an env made with render_mode='rgb_array', got {env.render_mode!r}")
         self.env = env
-        core = env.unwrapped.core
-        self.n_glimpses = core.n_glimpses
-        self.any_step = core.any_step  # a digit answers at once, whatever the glimpses taken
-        self.layout = render.frame_layout(core.retina)
+        task = env.unwrapped.task
+        self.n_glimpses = task.n_glimpses
+        self.any_step = task.any_step  # a digit answers at once, whatever the glimpses taken
+        self.layout = render.frame_layout(task.retina)
         self.n_episodes = n_episodes
         self.fps = fps
         self.score = 0
@@ -62,7 +62,7 @@ class Game:
     # -- the rules ------------------------------------------------------------------------------------
 
     def _t(self) -> int:
-        return int(self.env.unwrapped.core.t[0])
+        return int(self.env.unwrapped.task.t[0])
 
     def _new_episode(self, seed: int | None = None) -> None:
         self.obs, _ = self.env.reset(seed=seed)

@@ -75,7 +75,7 @@ def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
     frames = [render.tile(tiles)]
     ended = np.zeros(env.num_envs, dtype=bool)
     first = True
-    for _ in range(env.core.n_glimpses):
+    for _ in range(env.task.n_glimpses):
         obs, _, terminated, truncated, _ = vec_env.step(_act(policy, obs, first))
         first = False
         for i in np.flatnonzero(~ended):  # the envs still in their first episode
@@ -89,7 +89,7 @@ def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:
 
 def _frame(vec_env, i: int) -> np.ndarray:
     """The frame of env ``i`` of a ``GlimpseVectorEnv``, as its ``render()`` draws it in the grid."""
-    return render.draw_frame(vec_env.frame_state(i), vec_env.core.retina, vec_env.core.n_glimpses)
+    return render.draw_frame(vec_env.frame_state(i), vec_env.task.retina, vec_env.task.n_glimpses)
 
 
 def save_gif(frames: list[np.ndarray], path, fps: float = 4, hold: float = 1.5, max_side: int | None = None) -> Path:

@@ -10,8 +10,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ram_env.backend import get_backend
-from ram_env.core import GlimpseCore, TaskConfig
 from ram_env.env import GlimpseEnv
+from ram_env.task import GlimpseTask, TaskConfig
 
 
 class GlimpseVectorEnv(VectorEnv):
@@ -91,28 +91,28 @@ class GlimpseVectorEnv(VectorEnv):
         self.config = TaskConfig.from_kwargs(kwargs)
         self.xp = xp = get_backend(device)
         self.device = xp.device
-        self.core = GlimpseCore(self.config, num_envs, xp)
+        self.task = GlimpseTask(self.config, num_envs, xp)
         self.num_envs = num_envs
-        self.n_images = self.core.n_images
+        self.n_images = self.task.n_images
         self.render_mode = render_mode
-        self.single_observation_space = self.core.observation_space
-        self.single_action_space = self.core.action_space
+        self.single_observation_space = self.task.observation_space
+        self.single_action_space = self.task.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rng = self._rng_source = None  # the backend's random stream, and the np_random it was made from
         self._all = np.arange(num_envs)
         self._answer = xp.zeros(num_envs, xp.int64) - 1
-        self._history = xp.zeros((num_envs, self.core.n_glimpses, 2), xp.float32)
+        self._history = xp.zeros((num_envs, self.task.n_glimpses, 2), xp.float32)
 
     def _obs(self) -> dict:
-        return {"glimpse": self.xp.copy(self.core.glimpse), "location": self.xp.copy(self.core.location)}
+        return {"glimpse": self.xp.copy(self.task.glimpse), "location": self.xp.copy(self.task.location)}
 
     def _start(self, rows: np.ndarray | None, indices=None) -> None:
         """Start new episodes in ``rows`` (host indices; ``None``: all)."""
-        self.core.reset(self._rng, rows, indices)
+        self.task.reset(self._rng, rows, indices)
         at = slice(None) if rows is None else self.xp.asarray(rows)
         self._answer[at] = -1
-        self._history[at, 0] = self.core.location[at]
+        self._history[at, 0] = self.task.location[at]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -136,12 +136,12 @@ class GlimpseVectorEnv(VectorEnv):
             rows = np.flatnonzero(mask)
         indices = options.get("indices")
         if indices is not None:
-            indices = self.core.check_indices(indices, self.num_envs if rows is None else len(rows))
+            indices = self.task.check_indices(indices, self.num_envs if rows is None else len(rows))
         super().reset(seed=seed)
         if self._rng_source is not self.np_random:  # first reset, a seed (a new np_random), or one set by hand
             self._rng, self._rng_source = self.xp.generator(self.np_random), self.np_random
         self._start(rows, indices)
-        return self._obs(), {"index": self.xp.copy(self.core.index), "_index": self.xp.asarray(mask)}
+        return self._obs(), {"index": self.xp.copy(self.task.index), "_index": self.xp.asarray(mask)}
 
     def get_random_state(self) -> dict[str, Any]:
         """The random streams of the train episodes (``np_random``'s state and, for the torch backend, its generator's),
@@ -159,13 +159,13 @@ class GlimpseVectorEnv(VectorEnv):
             self._rng.set_state(state["generator"])
 
     def step(self, actions: dict):
-        core, xp = self.core, self.xp
-        if (core.t < 0).any():
+        task, xp = self.task, self.xp
+        if (task.t < 0).any():
             raise RuntimeError("step() called before reset()")
-        location, label, stop = core.check_action(*core.split_action(actions, "actions"))
-        restart = core.done.copy()  # envs that answered last step; _start clears core.done
+        location, label, stop = task.check_action(*task.split_action(actions, "actions"))
+        restart = task.done.copy()  # envs that answered last step; _start clears task.done
         if not restart.any():  # the common case: every env takes its step
-            rewards, terminated = core.step(None, location, label, stop)
+            rewards, terminated = task.step(None, location, label, stop)
             self._record(self._all, ~terminated)
         else:  # Gymnasium's NEXT_STEP autoreset: envs that ended last step start anew and ignore their action
             rewards = xp.zeros(self.num_envs, xp.float64)
@@ -177,7 +177,7 @@ class GlimpseVectorEnv(VectorEnv):
                 running = np.flatnonzero(~restart)
                 at = xp.asarray(running)
                 stopped = None if stop is None else stop[running]
-                rewards[at], terminated[running] = core.step(running, location[at], label[at], stopped)
+                rewards[at], terminated[running] = task.step(running, location[at], label[at], stopped)
                 self._record(running, ~terminated[running])
         infos = self._infos(label, restart, terminated)
         truncated = xp.zeros(self.num_envs, xp.bool)
@@ -187,41 +187,41 @@ class GlimpseVectorEnv(VectorEnv):
         """Add the new locations of the envs ``rows[looked]`` (host arrays) to their histories."""
         rows = rows[looked]
         if len(rows):
-            at, t = self.xp.asarray(rows), self.xp.asarray(self.core.t[rows] - 1)
-            self._history[at, t] = self.core.location[at]
+            at, t = self.xp.asarray(rows), self.xp.asarray(self.task.t[rows] - 1)
+            self._history[at, t] = self.task.location[at]
 
     def _infos(self, label, restart: np.ndarray, terminated: np.ndarray) -> dict[str, Any]:
         """The step's infos: label, correct and glimpses where an episode ended, index where one ended or began."""
-        core, xp = self.core, self.xp
+        task, xp = self.task, self.xp
         infos: dict[str, Any] = {}
         if terminated.any():
             ended = xp.asarray(terminated)
             self._answer[ended] = label[ended]
             infos = {
-                "label": xp.copy(core.label),
+                "label": xp.copy(task.label),
                 "_label": xp.copy(ended),
-                "correct": (label == core.label) & ended,
+                "correct": (label == task.label) & ended,
                 "_correct": xp.copy(ended),
-                "glimpses": xp.asarray(core.t.copy()),
+                "glimpses": xp.asarray(task.t.copy()),
                 "_glimpses": xp.copy(ended),
             }
         if restart.any() or terminated.any():
-            infos["index"] = xp.copy(core.index)
+            infos["index"] = xp.copy(task.index)
             infos["_index"] = xp.asarray(restart | terminated)
         return infos
 
     def frame_state(self, i: int) -> dict[str, Any]:
         """What the frame of env ``i`` shows (host numpy arrays); see :meth:`GlimpseEnv.frame_state`."""
-        core, to_numpy = self.core, self.xp.to_numpy
-        t = int(core.t[i])
+        task, to_numpy = self.task, self.xp.to_numpy
+        t = int(task.t[i])
         answer = int(self._answer[i])
         return {
-            "canvas": to_numpy(core.canvases[i]),
+            "canvas": to_numpy(task.canvases[i]),
             "history": to_numpy(self._history[i, : max(t, 0)]).copy(),
-            "glimpse": to_numpy(core.glimpse[i]),
+            "glimpse": to_numpy(task.glimpse[i]),
             "t": t,
             "answer": None if answer < 0 else answer,
-            "label": int(core.label[i]),
+            "label": int(task.label[i]),
         }
 
     def render(self):
@@ -232,7 +232,7 @@ class GlimpseVectorEnv(VectorEnv):
 
         return render.tile(
             [
-                render.draw_frame(self.frame_state(i), self.core.retina, self.core.n_glimpses)
+                render.draw_frame(self.frame_state(i), self.task.retina, self.task.n_glimpses)
                 for i in range(self.num_envs)
             ]
         )

@@ -78,12 +78,12 @@ def test_an_early_answer_ends_the_episode_and_is_paid(env):
     for answer_step in (1, 2, 3):
         for right in (True, False):
             env.reset(seed=answer_step)
-            truth = int(env.core.label[0])
+            truth = int(env.task.label[0])
             label = truth if right else (truth + 1) % 10
             for _ in range(answer_step - 1):
                 obs, reward, terminated, truncated, info = env.step(act(label=label, stop=0))
                 assert reward == 0.0 and not terminated and info == {}
-            before = env.core.glimpse[0].copy()
+            before = env.task.glimpse[0].copy()
             obs, reward, terminated, truncated, info = env.step(act(label=label, stop=1))
             assert terminated and not truncated
             assert info == {"label": truth, "correct": right, "index": info["index"], "glimpses": answer_step}
@@ -95,7 +95,7 @@ def test_an_early_answer_ends_the_episode_and_is_paid(env):
 
 def test_the_answer_is_forced_on_step_n_glimpses(env):
     env.reset(seed=0)
-    truth = int(env.core.label[0])
+    truth = int(env.task.label[0])
     for _ in range(3):
         assert not env.step(act(label=truth, stop=0))[2]
     _, reward, terminated, _, info = env.step(act(label=truth, stop=0))  # stop=0 yet the episode ends
@@ -106,7 +106,7 @@ def test_a_glimpse_cost_lowers_the_reward_of_a_right_answer_below_zero(data_dir)
     env = GlimpseEnv(data_dir=data_dir, split="test", answer="any_step", glimpse_cost=0.5, n_glimpses=3)
     env.reset(seed=0)
     env.step(act(stop=0))
-    truth = int(env.core.label[0])
+    truth = int(env.task.label[0])
     _, reward, terminated, _, info = env.step(act(label=truth, stop=True))  # a bool is a stop flag too
     assert terminated and info["correct"] is True and info["glimpses"] == 2 and reward == 0.0
     env.reset(seed=0)
@@ -123,7 +123,7 @@ def test_a_zero_cost_pays_exactly_the_default_rewards(data_dir):
         results = []
         for e in (default, anytime):
             obs, _ = e.reset(seed=seed)
-            label = int(e.core.label[0]) if seed % 2 else (int(e.core.label[0]) + 1) % 10
+            label = int(e.task.label[0]) if seed % 2 else (int(e.task.label[0]) + 1) % 10
             run = [obs["glimpse"]]
             for location in locations:
                 action = {"location": location, "label": label}
@@ -136,20 +136,20 @@ def test_a_zero_cost_pays_exactly_the_default_rewards(data_dir):
 
 def test_rendering_shows_an_early_answer(data_dir):
     env = GlimpseEnv(render_mode="rgb_array", data_dir=data_dir, split="test", answer="any_step")
-    layout = render.frame_layout(env.core.retina)
+    layout = render.frame_layout(env.task.retina)
     border = (layout.canvas_origin[1] + 10, layout.canvas_origin[0] - 2)
     footer = slice(layout.footer_y, layout.height)
     env.reset(seed=0)
     assert tuple(env.render()[border]) == render.CANVAS_BORDER  # no answer yet
-    truth = int(env.core.label[0])
+    truth = int(env.task.label[0])
     env.step(act(label=truth, stop=1))
     frame = env.render()
     assert tuple(frame[border]) == render.RIGHT_COLOUR and (frame[footer] == render.RIGHT_COLOUR).all(axis=-1).any()
     assert env.frame_state()["t"] == 1 and env.frame_state()["answer"] == truth
     venv = GlimpseVectorEnv(2, render_mode="rgb_array", data_dir=data_dir, split="test", answer="any_step")
     venv.reset(seed=0)
-    venv.step(acts([int(venv.core.label[0]), 0], [1, 0]))
-    assert venv.frame_state(0)["answer"] == int(venv.core.label[0]) and venv.frame_state(1)["answer"] is None
+    venv.step(acts([int(venv.task.label[0]), 0], [1, 0]))
+    assert venv.frame_state(0)["answer"] == int(venv.task.label[0]) and venv.frame_state(1)["answer"] is None
     assert len(venv.frame_state(0)["history"]) == 1 and len(venv.frame_state(1)["history"]) == 2
 
 
@@ -160,7 +160,7 @@ def test_vector_episodes_of_mixed_lengths_autoreset_on_the_next_step(data_dir, d
     venv = GlimpseVectorEnv(3, device=device, **kwargs)
     np_ = venv.xp.to_numpy
     venv.reset(seed=0, options={"indices": [10, 11, 12]})
-    truth = np_(venv.core.label).copy()
+    truth = np_(venv.task.label).copy()
     # step 1: env 0 answers right after 1 glimpse; envs 1, 2 look
     obs, rewards, terminated, truncated, infos = venv.step(acts(truth, [1, 0, 0]))
     assert np_(terminated).tolist() == [True, False, False] and not np_(truncated).any()
@@ -175,13 +175,13 @@ def test_vector_episodes_of_mixed_lengths_autoreset_on_the_next_step(data_dir, d
     assert np_(infos["_index"]).tolist() == [True, True, False] and int(infos["index"][1]) == 11
     assert np_(infos["_glimpses"]).tolist() == [False, True, False] and int(infos["glimpses"][1]) == 2
     assert not bool(infos["correct"][1])
-    assert venv.core.t.tolist() == [1, 2, 3] and venv.core.done.tolist() == [False, True, False]
-    assert np.array_equal(np_(obs["location"][0]), np_(venv.core.location[0]))  # the new episode's first glimpse
+    assert venv.task.t.tolist() == [1, 2, 3] and venv.task.done.tolist() == [False, True, False]
+    assert np.array_equal(np_(obs["location"][0]), np_(venv.task.location[0]))  # the new episode's first glimpse
     # steps 3, 4: env 2 runs to the forced answer (stop=0), env 0 looks, env 1 restarts then looks
     venv.step(acts(truth, [0, 0, 0]))
     obs, rewards, terminated, truncated, infos = venv.step(acts(truth, [0, 0, 0]))
     assert np_(terminated).tolist() == [False, False, True] and int(infos["glimpses"][2]) == 4
-    assert float(rewards[2]) == 1.0 - 4 * COST and venv.core.t.tolist() == [3, 2, 4]
+    assert float(rewards[2]) == 1.0 - 4 * COST and venv.task.t.tolist() == [3, 2, 4]
 
 
 def test_the_vector_env_steps_as_gymnasiums_sync_vector_env_of_single_envs(data_dir):
@@ -194,14 +194,14 @@ def test_the_vector_env_steps_as_gymnasiums_sync_vector_env_of_single_envs(data_
     sync.reset(seed=0)
     for e, i in zip(sync.envs, indices):  # Gymnasium's reset passes one options dict to every env
         e.reset(options={"index": int(i)})
-    assert np.array_equal(obs_n["glimpse"], np.stack([e.unwrapped.core.glimpse[0] for e in sync.envs]))
+    assert np.array_equal(obs_n["glimpse"], np.stack([e.unwrapped.task.glimpse[0] for e in sync.envs]))
     rng = np.random.default_rng(0)
     restarted = np.zeros(4, dtype=bool)
     wrong = np.arange(4) % 2 == 1  # odd envs answer wrong
     for step in range(12):
         stops, location = rng.random(4) < 0.4, rng.uniform(-1, 1, (4, 2)).astype(np.float32)
-        labels_n = native.core.label.copy()
-        labels_s = np.array([e.unwrapped.core.label[0] for e in sync.envs])
+        labels_n = native.task.label.copy()
+        labels_s = np.array([e.unwrapped.task.label[0] for e in sync.envs])
         out_n = native.step({"location": location, "label": (labels_n + wrong) % 10, "stop": stops})
         out_s = sync.step({"location": location, "label": (labels_s + wrong) % 10, "stop": stops})
         for a, b in zip(out_n[1:4], out_s[1:4]):  # rewards, terminated, truncated
@@ -212,7 +212,7 @@ def test_the_vector_env_steps_as_gymnasiums_sync_vector_env_of_single_envs(data_
                 mask = out_n[4].get(f"_{key}", np.ones(4, bool))
                 assert np.array_equal(out_n[4][key][mask], out_s[4][key][mask]), (step, key)
         restarted |= out_n[4].get("_index", np.zeros(4, bool)) & ~out_n[2]  # a random image from here on
-        glimpses_s = np.stack([e.unwrapped.core.glimpse[0] for e in sync.envs])
+        glimpses_s = np.stack([e.unwrapped.task.glimpse[0] for e in sync.envs])
         assert np.array_equal(out_n[0]["glimpse"][~restarted], glimpses_s[~restarted]), step
     assert restarted.all()
 
@@ -323,7 +323,7 @@ def test_a_bad_stop_flag_is_one_clear_error(env, stop):
     env.reset(seed=0)
     message = error_of(lambda: env.step(act(stop=stop)))
     assert message.startswith("action['stop'] must be 0 (look again) or 1 (answer now), got")
-    assert int(env.core.t[0]) == 1 and not env.core.done[0]  # nothing happened
+    assert int(env.task.t[0]) == 1 and not env.task.done[0]  # nothing happened
 
 
 BAD_STOPS = [
@@ -349,7 +349,7 @@ def test_a_bad_vector_stop_flag_is_one_clear_error(data_dir, stop, match, device
     if device and isinstance(stop[0], (int, float)):  # a tensor gets the same message as an array
         action["stop"] = torch.as_tensor(stop)
         assert match in error_of(lambda: venv.step(action))
-    assert venv.core.t.tolist() == [1, 1, 1]
+    assert venv.task.t.tolist() == [1, 1, 1]
 
 
 def test_the_action_keys_must_match_the_option(data_dir, env):

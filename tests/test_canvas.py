@@ -128,25 +128,25 @@ def test_val_and_test_canvases_are_a_function_of_the_image_only(data_dir, split)
     a.reset(seed=0, options={"indices": picks})
     b = GlimpseVectorEnv(num_envs=2, split=split, data_dir=data_dir, **TASK)  # another instance, other batches
     b.reset(seed=123, options={"indices": picks[[4, 2]]})
-    assert np.array_equal(b.core.canvases, a.core.canvases[[4, 2]])
+    assert np.array_equal(b.task.canvases, a.task.canvases[[4, 2]])
     b.reset(options={"indices": picks[[1, 0]]})
-    assert np.array_equal(b.core.canvases, a.core.canvases[[1, 0]])
+    assert np.array_equal(b.task.canvases, a.task.canvases[[1, 0]])
     single = GlimpseEnv(split=split, data_dir=data_dir, **TASK)
     single.reset(seed=7, options={"index": 12})
-    assert np.array_equal(single.core.canvases[0], a.core.canvases[2])
-    assert a.core.canvases.dtype == np.uint8
+    assert np.array_equal(single.task.canvases[0], a.task.canvases[2])
+    assert a.task.canvases.dtype == np.uint8
     # ... and really translated and cluttered: not all images sit at the same place
-    assert len({tuple(np.argwhere(c).min(0)) for c in a.core.canvases}) > 1
+    assert len({tuple(np.argwhere(c).min(0)) for c in a.task.canvases}) > 1
 
 
 def test_val_canvases_differ_between_tasks_but_not_between_runs(data_dir):
     plain = dict(TASK, n_clutter=0)
     a = GlimpseEnv(split="val", data_dir=data_dir, **plain)
     a.reset(options={"index": 3})
-    first = a.core.canvases[0].copy()
+    first = a.task.canvases[0].copy()
     for seed in (1, 2):
         a.reset(seed=seed, options={"index": 3})
-        assert np.array_equal(a.core.canvases[0], first)
+        assert np.array_equal(a.task.canvases[0], first)
 
 
 def test_train_canvases_vary(data_dir):
@@ -154,20 +154,20 @@ def test_train_canvases_vary(data_dir):
     seen = set()
     for _ in range(5):
         env.reset(options={"index": 0})
-        seen.add(env.core.canvases[0].tobytes())
+        seen.add(env.task.canvases[0].tobytes())
     assert len(seen) == 5
     # but reproducibly under a seed
     env.reset(seed=11, options={"index": 0})
     again = GlimpseEnv(split="train", data_dir=data_dir, **TASK)
     again.reset(seed=11, options={"index": 0})
-    assert np.array_equal(env.core.canvases, again.core.canvases)
+    assert np.array_equal(env.task.canvases, again.task.canvases)
 
 
 def test_the_target_digit_is_on_the_canvas(data_dir):
     env = GlimpseEnv(split="test", data_dir=data_dir, **TASK)
     env.reset(options={"index": 5})
-    layout = env.core.fixed_layout[np.array([5])]
+    layout = env.task.fixed_layout[np.array([5])]
     x, y = layout.offset[0]
-    digit = env.core.images[5]
+    digit = env.task.images[5]
     # the digit is drawn last: every one of its pixels shows at least its own brightness
-    assert (env.core.canvases[0, y : y + DIGIT, x : x + DIGIT] >= digit).all()
+    assert (env.task.canvases[0, y : y + DIGIT, x : x + DIGIT] >= digit).all()

@@ -76,7 +76,7 @@ def test_kmnist_tasks_work_wherever_the_files_exist(tmp_path):
     assert 0 <= info["index"] < 3
     env.step({"location": np.zeros(2, np.float32), "label": 0})
     obs, reward, terminated, truncated, info = env.step({"location": np.zeros(2, np.float32), "label": 0})
-    assert terminated and info["label"] == env.core.labels[info["index"]]
+    assert terminated and info["label"] == env.task.labels[info["index"]]
 
 
 def test_read_idx_checks_the_header(tmp_path):

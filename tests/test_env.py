@@ -88,9 +88,9 @@ def test_spaces_and_episode_length(data_dir, id_, glimpse_shape, n_glimpses):
 def test_reward_and_info_at_the_end(env):
     for answer_right in (True, False):
         obs, info = env.reset(seed=3)
-        truth = int(env.core.label[0])
-        assert set(info) == {"index"} and env.core.labels[info["index"]] == truth
-        for _ in range(env.core.n_glimpses - 1):
+        truth = int(env.task.label[0])
+        assert set(info) == {"index"} and env.task.labels[info["index"]] == truth
+        for _ in range(env.task.n_glimpses - 1):
             obs, reward, terminated, truncated, step_info = env.step(act(label=(truth + 1) % 10))  # ignored
             assert reward == 0.0 and not terminated and step_info == {}
         answer = truth if answer_right else (truth + 1) % 10
@@ -98,19 +98,19 @@ def test_reward_and_info_at_the_end(env):
         assert terminated and not truncated
         assert reward == (1.0 if answer_right else 0.0) and isinstance(reward, float)
         assert info["label"] == truth and info["correct"] is answer_right
-        assert info["index"] == env.core.index[0]
+        assert info["index"] == env.task.index[0]
 
 
 def test_observation_is_the_glimpse_at_the_location(env):
     obs, _ = env.reset(seed=1)
     start = obs["location"].copy()
-    assert np.array_equal(obs["glimpse"], env.core.retina(env.core.tables, start[None])[0])
+    assert np.array_equal(obs["glimpse"], env.task.retina(env.task.tables, start[None])[0])
     for location in [(-1.0, -1.0), (0.25, -0.5), (1.0, 1.0)]:
         obs, *_ = env.step(act(location))
         assert np.array_equal(obs["location"], np.float32(location))
-        assert np.array_equal(obs["glimpse"], env.core.retina(env.core.tables, np.array([location], np.float32))[0])
+        assert np.array_equal(obs["glimpse"], env.task.retina(env.task.tables, np.array([location], np.float32))[0])
         obs["glimpse"][:] = 7  # the env hands out copies
-    assert env.core.glimpse.max() <= 1.0
+    assert env.task.glimpse.max() <= 1.0
     last = obs
     obs, reward, terminated, *_ = env.step(act((0.9, 0.9)))
     assert terminated  # the final observation repeats the last glimpse: the answer's location is not looked at
@@ -151,12 +151,12 @@ def test_evaluation_visits_every_image_once_in_order(data_dir):
     for i in range(env.n_images):
         _, info = env.reset(options={"index": i})
         seen.append(info["index"])
-        assert env.core.label[0] == env.core.labels[i]
+        assert env.task.label[0] == env.task.labels[i]
     assert seen == list(range(5000))
     for _ in range(5):
         env.step(act())
-    *_, info = env.step(act(label=int(env.core.labels[4999])))
-    assert info == {"label": int(env.core.labels[4999]), "correct": True, "index": 4999, "glimpses": 6}
+    *_, info = env.step(act(label=int(env.task.labels[4999])))
+    assert info == {"label": int(env.task.labels[4999]), "correct": True, "index": 4999, "glimpses": 6}
 
 
 def test_keywords_override_the_task_defaults(data_dir):
@@ -170,7 +170,7 @@ def test_keywords_override_the_task_defaults(data_dir):
         translated_size=40,
     )
     u = env.unwrapped
-    assert u.core.canvases.shape == (1, 40, 40) and u.core.retina.sizes.tolist() == [6, 18]
+    assert u.task.canvases.shape == (1, 40, 40) and u.task.retina.sizes.tolist() == [6, 18]
     env.reset(seed=0)
     assert env.observation_space["glimpse"].shape == (2, 1, 6, 6)
     terminated = [env.step(act())[2] for _ in range(3)]
@@ -210,7 +210,7 @@ def test_bad_actions_raise(env, action, match):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=match):
         env.step(action)
-    assert env.core.t[0] == 1  # nothing happened
+    assert env.task.t[0] == 1  # nothing happened
     env.step(act())  # and the episode goes on
 
 

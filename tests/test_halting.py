@@ -93,7 +93,7 @@ def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_
     obs, _ = envs.reset(options={"indices": np.arange(16)})
     with torch.no_grad():
         h, _ = model(*to_tensor(obs, "cpu"), model.initial_state(16))
-        labels = torch.as_tensor(envs.unwrapped.core.label)
+        labels = torch.as_tensor(envs.unwrapped.task.label)
         reward = torch.as_tensor(steps[0][1]).float()
         torch.testing.assert_close(terms["action"], F.cross_entropy(model.classify(h), labels))
         torch.testing.assert_close(terms["baseline"], F.mse_loss(model.baseline(h), reward))

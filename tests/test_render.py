@@ -50,7 +50,7 @@ def run_episode(env, label=None):
     """Step a single env to its end, answering ``label`` (default: a wrong class); return the last info."""
     obs, _ = env.reset(seed=0)
     terminated = False
-    core = env.unwrapped.core
+    core = env.unwrapped.task
     while not terminated:
         answer = (int(core.label[0]) + 1) % 10 if label is None else label
         obs, _, terminated, _, info = env.step({"location": np.array([0.3, -0.2], np.float32), "label": answer})
@@ -63,14 +63,14 @@ def run_episode(env, label=None):
 @pytest.mark.parametrize("task", ["RAM/MNIST-v0", "RAM/ClutteredMNIST100-v0"])
 def test_rgb_array_frames_have_the_documented_shape(data_dir, task):
     env = gym.make(task, render_mode="rgb_array", data_dir=data_dir, split="test")
-    layout = render.frame_layout(env.unwrapped.core.retina)
+    layout = render.frame_layout(env.unwrapped.task.retina)
     env.reset(seed=1)
     frames = [env.render()]
     terminated = False
     while not terminated:
         _, _, terminated, _, _ = env.step(env.action_space.sample())
         frames.append(env.render())
-    assert len(frames) == env.unwrapped.core.n_glimpses + 1
+    assert len(frames) == env.unwrapped.task.n_glimpses + 1
     for frame in frames:
         assert frame.shape == (layout.height, layout.width, 3) and frame.dtype == np.uint8
     assert layout.width % 2 == 0 and layout.height % 2 == 0  # video encoders want even sides
@@ -151,12 +151,12 @@ def test_the_last_frame_is_green_when_right_and_red_when_wrong():
 
 def test_the_real_env_colours_its_answer(data_dir):
     env = GlimpseEnv(render_mode="rgb_array", data_dir=data_dir, split="test")
-    layout = render.frame_layout(env.core.retina)
+    layout = render.frame_layout(env.task.retina)
     border = (layout.canvas_origin[1] + 10, layout.canvas_origin[0] - 2)
     run_episode(env, label=None)
     assert tuple(env.render()[border]) == render.WRONG_COLOUR
     env.reset(seed=0)
-    truth = int(env.core.label[0])
+    truth = int(env.task.label[0])
     info = run_episode(env, label=truth)
     assert info["correct"] and tuple(env.render()[border]) == render.RIGHT_COLOUR
 
@@ -198,17 +198,17 @@ def test_vector_env_rgb_array_is_a_tiled_grid(data_dir):
         render_mode="rgb_array",
         data_dir=data_dir,
     )
-    layout = render.frame_layout(vec.unwrapped.core.retina)
+    layout = render.frame_layout(vec.unwrapped.task.retina)
     vec.reset(seed=0)
     grid = vec.render()
     assert grid.dtype == np.uint8 and grid.shape == (2 * layout.height + 4, 2 * layout.width + 4, 3)
-    single = render.draw_frame(vec.unwrapped.frame_state(3), vec.unwrapped.core.retina, vec.unwrapped.core.n_glimpses)
+    single = render.draw_frame(vec.unwrapped.frame_state(3), vec.unwrapped.task.retina, vec.unwrapped.task.n_glimpses)
     assert (grid[layout.height + 4 :, layout.width + 4 :] == single).all()
     one = GlimpseVectorEnv(1, render_mode="rgb_array", data_dir=data_dir)
     one.reset(seed=0)
     assert one.render().shape == (
-        render.frame_layout(one.core.retina).height,
-        render.frame_layout(one.core.retina).width,
+        render.frame_layout(one.task.retina).height,
+        render.frame_layout(one.task.retina).width,
         3,
     )
 
@@ -221,8 +221,8 @@ def test_human_mode_runs_an_episode_and_releases_the_display(data_dir):
     run_episode(env)
     assert pygame.display.get_init()
     assert pygame.display.get_surface().get_size() == (
-        render.frame_layout(env.core.retina).width,
-        render.frame_layout(env.core.retina).height,
+        render.frame_layout(env.task.retina).width,
+        render.frame_layout(env.task.retina).height,
     )
     env.close()
     assert not pygame.display.get_init()
@@ -236,7 +236,7 @@ def test_two_human_envs_share_one_window(data_dir):
     )
     a.reset(seed=0)
     b.reset(seed=1)
-    la, lb = render.frame_layout(a.core.retina), render.frame_layout(b.core.retina)
+    la, lb = render.frame_layout(a.task.retina), render.frame_layout(b.task.retina)
     assert pygame.display.get_surface().get_size() == (la.width + lb.width + render.GAP, max(la.height, lb.height))
     run_episode(a)
     run_episode(b)
@@ -287,8 +287,8 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
         return recording.random_policy(vec.single_action_space, 0)(obs, first)
 
     frames = recording.record_episodes(vec, policy, indices=[5, 6, 7, 8])
-    assert len(frames) == vec.core.n_glimpses + 1 and calls == [True] + [False] * (vec.core.n_glimpses - 1)
-    assert list(vec.core.index) == [5, 6, 7, 8]
+    assert len(frames) == vec.task.n_glimpses + 1 and calls == [True] + [False] * (vec.task.n_glimpses - 1)
+    assert list(vec.task.index) == [5, 6, 7, 8]
     assert all(f.shape == frames[0].shape and f.dtype == np.uint8 for f in frames)
 
     path = recording.record_gif(
@@ -299,7 +299,7 @@ def test_record_episodes_and_gif(data_dir, tmp_path):
         fps=5,
     )
     with Image.open(path) as gif:
-        assert gif.n_frames == vec.core.n_glimpses + 1
+        assert gif.n_frames == vec.task.n_glimpses + 1
         assert gif.size == (frames[0].shape[1], frames[0].shape[0])
         assert gif.info["loop"] == 0
         durations = []
@@ -318,7 +318,7 @@ def test_record_episodes_freezes_an_env_that_answered_early(data_dir, device):
     vec = GlimpseVectorEnv(
         2, render_mode="rgb_array", data_dir=data_dir, split="test", answer="any_step", device=device
     )
-    n = vec.core.n_glimpses
+    n = vec.task.n_glimpses
     steps = []
 
     def policy(obs, first):  # env 0 answers at its first step, env 1 looks at every glimpse
@@ -343,7 +343,7 @@ def test_single_env_recording_passes_the_stop_flag(data_dir, tmp_path):
         return {"location": np.zeros((1, 2), np.float32), "label": np.zeros(1, np.int64), "stop": np.ones(1)}
 
     assert len(recording.watch(env, answer_at_once, indices=[0, 1], hold=0)) == 2
-    assert env.unwrapped.core.t[0] == 1  # answered after the first glimpse
+    assert env.unwrapped.task.t[0] == 1  # answered after the first glimpse
     env.close()
 
 
@@ -414,7 +414,7 @@ def click_on_canvas_pixel(layout, cx, cy):
 def test_play_event_loop(data_dir, right):
     env = gym.make("RAM/MNIST-v0", render_mode="rgb_array", data_dir=data_dir, split="test", start="center")
     game = play.Game(env, n_episodes=1, seed=0)
-    core = env.unwrapped.core
+    core = env.unwrapped.task
     truth = int(core.label[0])
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_0 + (truth + 1) % 10))  # too early: ignored
     clicks = [(3, 4), (20, 9), (14, 14), (27, 0), (9, 22)]
@@ -441,7 +441,7 @@ def test_play_quits_on_escape_and_shows_prompts(data_dir):
     for _ in range(4):
         game.look(np.array([0.5, 0.5], np.float32))
     assert game.phase == "answer" and game.prompt()[0].startswith("type the digit")
-    game.answer(int(env.unwrapped.core.label[0]))
+    game.answer(int(env.unwrapped.task.label[0]))
     assert game.phase == "result" and game.prompt()[1] == render.RIGHT_COLOUR
     game.draw()
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_SPACE))
@@ -455,10 +455,10 @@ def test_play_lets_the_person_answer_early_on_a_task_with_early_answers(data_dir
     game = play.Game(env, n_episodes=1, seed=0)
     assert "or type the digit" in game.prompt()[0]
     game.look(np.array([0.5, 0.5], np.float32))
-    truth = int(env.unwrapped.core.label[0])
+    truth = int(env.unwrapped.task.label[0])
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_0 + truth))  # after 2 of 6 glimpses
     assert game.run(max_frames=100) == (1, 1)
-    assert game.phase == "result" and env.unwrapped.core.t[0] == 2
+    assert game.phase == "result" and env.unwrapped.task.t[0] == 2
     assert env.unwrapped.frame_state()["answer"] == truth
 
 

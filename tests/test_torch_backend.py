@@ -102,7 +102,7 @@ def test_spaces_metadata_and_types(data_dir):
 
 def test_the_data_set_on_the_device_is_uint8(data_dir):
     env = GlimpseVectorEnv(num_envs=2, split="val", device=DEVICE, data_dir=data_dir, **SMALL)
-    core = env.core
+    core = env.task
     assert core.images.dtype == torch.uint8 and tuple(core.images.shape) == (5000, 28, 28)
     assert core.images.device == torch.device(DEVICE) and core.tables.dtype == torch.int32
 
@@ -118,7 +118,7 @@ def test_train_episodes_are_reproducible_under_a_seed(data_dir):
             obs, rewards, *_ = env.step(action)
             out += [obs["glimpse"], obs["location"], rewards]
         env.reset()  # an unseeded reset continues the seeded stream
-        return out + [env.core.canvases, env.core.index]
+        return out + [env.task.canvases, env.task.index]
 
     a, b, c = run(3), run(3), run(4)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
@@ -137,12 +137,12 @@ def test_val_and_test_episodes_equal_the_numpy_backends(data_dir, id_):
         numpy_out = numpy_env.reset(seed=0, options={"indices": indices})
         torch_out = torch_env.reset(seed=1, options={"indices": torch.as_tensor(indices)})
         assert_same_step((*numpy_out[:1], numpy_out[1]), (*torch_out[:1], torch_out[1]), f"{split} reset")
-        assert np.array_equal(torch_env.unwrapped.core.canvases.numpy(), numpy_env.unwrapped.core.canvases)
+        assert np.array_equal(torch_env.unwrapped.task.canvases.numpy(), numpy_env.unwrapped.task.canvases)
         n_glimpses = numpy_env.unwrapped.config.n_glimpses
         for t in range(n_glimpses):
             location = rng.uniform(-1, 1, (150, 2)).astype(np.float32)
             location[:3] = [[-1, -1], [1, 1], [1, -1]]
-            label = numpy_env.unwrapped.core.label.copy()
+            label = numpy_env.unwrapped.task.label.copy()
             label[::3] = (label[::3] + 1) % 10  # a third of the answers wrong
             action = {"location": location, "label": label}
             as_tensors = {k: torch.as_tensor(v) for k, v in action.items()}
@@ -210,7 +210,7 @@ def test_bad_actions_get_the_numpy_message(both, location, label):
     for env in both:
         env.reset(seed=0)
         messages.append(error_of(lambda: env.step({"location": location, "label": label})))
-        assert (env.core.t == 1).all()  # nothing moved
+        assert (env.task.t == 1).all()  # nothing moved
     assert messages[0] == messages[1]
 
 

@@ -48,7 +48,7 @@ def test_agrees_with_the_single_env_on_the_same_image_and_locations(data_dir):
     path = rng.uniform(-1, 1, (TASK["n_glimpses"], len(picks), 2)).astype(np.float32)
     path[1, 0] = (-1, -1)
     path[2, 1] = (1, 1)
-    labels = venv.unwrapped.core.label.copy()
+    labels = venv.unwrapped.task.label.copy()
     vector_run = [vobs]
     for t in range(TASK["n_glimpses"]):
         vector_run.append(venv.step({"location": path[t], "label": labels})[0])
@@ -56,7 +56,7 @@ def test_agrees_with_the_single_env_on_the_same_image_and_locations(data_dir):
         env = gym.make("RAM/ClutteredMNIST100-v0", **kwargs)
         obs, info = env.reset(seed=1, options={"index": int(picks[k])})
         assert info["index"] == picks[k]
-        assert np.array_equal(env.unwrapped.core.canvases[0], venv.unwrapped.core.canvases[k])
+        assert np.array_equal(env.unwrapped.task.canvases[0], venv.unwrapped.task.canvases[k])
         single_run = [obs]
         for t in range(TASK["n_glimpses"]):
             obs, reward, terminated, _, info = env.step({"location": path[t, k], "label": int(labels[k])})
@@ -69,7 +69,7 @@ def test_agrees_with_the_single_env_on_the_same_image_and_locations(data_dir):
 
 def test_episode_rewards_and_infos(venv):
     obs, info = venv.reset(seed=0)
-    truth = venv.core.label.copy()
+    truth = venv.task.label.copy()
     answer = truth.copy()
     answer[[1, 3]] = (answer[[1, 3]] + 1) % 10
     for t in range(1, TASK["n_glimpses"] + 1):
@@ -83,7 +83,7 @@ def test_episode_rewards_and_infos(venv):
     assert rewards.tolist() == [1.0, 0.0, 1.0, 0.0]
     assert infos["label"].tolist() == truth.tolist() and infos["_label"].all()
     assert infos["correct"].tolist() == [True, False, True, False] and infos["_correct"].all()
-    assert infos["index"].tolist() == venv.core.index.tolist()
+    assert infos["index"].tolist() == venv.task.index.tolist()
 
 
 def test_next_step_autoreset(venv):
@@ -92,15 +92,15 @@ def test_next_step_autoreset(venv):
     for _ in range(TASK["n_glimpses"]):
         obs, rewards, terminated, *_ = venv.step(acts(4))
     assert terminated.all()
-    old_index = venv.core.index.copy()
+    old_index = venv.task.index.copy()
     # The next step starts new episodes: reward 0, not terminated, its action ignored.
     obs, rewards, terminated, truncated, infos = venv.step(acts(4, (0.5, 0.5)))
     assert (rewards == 0).all() and not terminated.any()
-    assert (venv.core.t == 1).all()
+    assert (venv.task.t == 1).all()
     assert not np.allclose(obs["location"], 0.5)  # a random start, not the action's location
-    assert np.array_equal(obs["glimpse"], venv.core.retina(venv.core.tables, obs["location"]))
-    assert infos["_index"].all() and infos["index"].tolist() == venv.core.index.tolist()
-    assert not np.array_equal(venv.core.index, old_index)
+    assert np.array_equal(obs["glimpse"], venv.task.retina(venv.task.tables, obs["location"]))
+    assert infos["_index"].all() and infos["index"].tolist() == venv.task.index.tolist()
+    assert not np.array_equal(venv.task.index, old_index)
     assert "label" not in infos
     # ... and the new episodes last n_glimpses steps again
     for t in range(TASK["n_glimpses"]):
@@ -112,16 +112,16 @@ def test_reset_mask_and_episodes_out_of_phase(venv):
     venv.reset(seed=0)
     venv.step(acts(4, (0.5, 0.5)))
     venv.step(acts(4, (0.5, 0.5)))
-    before = {k: getattr(venv.core, k).copy() for k in ("glimpse", "location", "canvases", "index", "t")}
+    before = {k: getattr(venv.task, k).copy() for k in ("glimpse", "location", "canvases", "index", "t")}
     mask = np.array([False, True, False, True])
     obs, info = venv.reset(options={"reset_mask": mask, "indices": [11, 12]})
     assert info["_index"].tolist() == mask.tolist() and info["index"][mask].tolist() == [11, 12]
-    assert venv.core.t.tolist() == [3, 1, 3, 1]
+    assert venv.task.t.tolist() == [3, 1, 3, 1]
     for k in ("glimpse", "location", "canvases", "index"):
-        assert np.array_equal(getattr(venv.core, k)[~mask], before[k][~mask]), k
+        assert np.array_equal(getattr(venv.task, k)[~mask], before[k][~mask]), k
     assert np.array_equal(obs["glimpse"][~mask], before["glimpse"][~mask])
     # envs 0 and 2 end two steps before 1 and 3; each gets its reward at its own end, and restarts alone
-    labels = venv.core.label.copy()
+    labels = venv.task.label.copy()
     ends = []
     for step in range(TASK["n_glimpses"] + 2):
         obs, rewards, terminated, _, infos = venv.step({"location": np.zeros((4, 2), np.float32), "label": labels})
@@ -129,12 +129,12 @@ def test_reset_mask_and_episodes_out_of_phase(venv):
         assert (rewards == terminated).all()  # right answers: 1 exactly where an episode ends
         if terminated.any():
             assert infos["_label"].tolist() == terminated.tolist()
-        labels = venv.core.label.copy()  # the right answer for the episodes now running
+        labels = venv.task.label.copy()  # the right answer for the episodes now running
     n = TASK["n_glimpses"]
     assert [e[0] for e in ends] == [i == n - 3 for i in range(n + 2)]
     assert [e[1] for e in ends] == [i == n - 1 for i in range(n + 2)]
     assert ends[n - 2] == [False] * 4  # envs 0 and 2 restart here, envs 1 and 3 still look
-    assert venv.core.t.tolist() == [4, 2, 4, 2]  # 0, 2 restarted 4 steps ago; 1, 3 two steps ago
+    assert venv.task.t.tolist() == [4, 2, 4, 2]  # 0, 2 restarted 4 steps ago; 1, 3 two steps ago
 
 
 @pytest.mark.parametrize("device", [None, "cpu"])
@@ -180,7 +180,7 @@ def test_evaluation_visits_every_image_once(data_dir):
             options={"indices": chunk, "reset_mask": mask} if len(chunk) < venv.num_envs else {"indices": chunk}
         )
         venv.step(acts(venv.num_envs))
-        *_, infos = venv.step({"location": np.zeros((256, 2), np.float32), "label": venv.core.label})
+        *_, infos = venv.step({"location": np.zeros((256, 2), np.float32), "label": venv.task.label})
         seen += infos["index"][mask].tolist()
         correct += int(infos["correct"][mask].sum())
     assert seen == list(range(5000)) and correct == 5000
@@ -221,7 +221,7 @@ def test_bad_actions_raise(venv, location, label, match):
     venv.reset(seed=0)
     with pytest.raises(ValueError, match=match):
         venv.step({"location": location, "label": label})
-    assert (venv.core.t == 1).all()
+    assert (venv.task.t == 1).all()
 
 
 def test_bad_calls_raise(venv):
@@ -246,7 +246,7 @@ def test_bad_calls_raise(venv):
         venv.reset(options={"index": 3})
     with pytest.raises(ValueError, match=r"seed must be an int or None, got 1.5"):
         venv.reset(seed=1.5)
-    assert (venv.core.t == 1).all()  # failed resets changed nothing
+    assert (venv.task.t == 1).all()  # failed resets changed nothing
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def test_action_wrappers_reject_bad_actions(base):
 def test_wrapped_episode_steps_the_native_env(base):
     env = FlatActionWrapper(base)
     obs, _ = env.reset(seed=3, options={"index": 5})
-    label = base.unwrapped.core.label[0]
+    label = base.unwrapped.task.label[0]
     target = env.from_native({"location": np.array([0.25, -0.5], np.float32), "label": label})
     for t in range(6):
         obs, reward, terminated, truncated, info = env.step(target)
@@ -207,7 +207,7 @@ def test_history_wrapper_holds_the_episode_so_far(base):
         and space["step"].shape == (6,)
     )
     obs, _ = env.reset(seed=0)
-    natives = [dict(glimpse=base.unwrapped.core.glimpse[0].copy(), location=base.unwrapped.core.location[0].copy())]
+    natives = [dict(glimpse=base.unwrapped.task.glimpse[0].copy(), location=base.unwrapped.task.location[0].copy())]
     locations = [
         np.array([0.5, 0.5], np.float32),
         np.array([-0.5, 0.25], np.float32),
@@ -215,7 +215,7 @@ def test_history_wrapper_holds_the_episode_so_far(base):
     ]
     for loc in locations:
         obs, *_ = env.step({"location": loc, "label": 0})
-        natives.append(dict(glimpse=base.unwrapped.core.glimpse[0].copy(), location=loc))
+        natives.append(dict(glimpse=base.unwrapped.task.glimpse[0].copy(), location=loc))
         assert space.contains(obs)
     for k, nat in enumerate(natives):
         np.testing.assert_array_equal(obs["glimpses"][k], nat["glimpse"])

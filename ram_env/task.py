@@ -1,4 +1,4 @@
-"""The batched core shared by :class:`~ram_env.env.GlimpseEnv` and :class:`~ram_env.vector.GlimpseVectorEnv`.
+"""The batched task shared by :class:`~ram_env.env.GlimpseEnv` and :class:`~ram_env.vector.GlimpseVectorEnv`.
 
 It owns the task's configuration, the data, the canvases of a batch of episodes and their clocks, and
 validates every action, so that the single and the vector environment cannot drift apart.
@@ -105,7 +105,7 @@ def _fixed_seed(config: TaskConfig) -> np.random.SeedSequence:
     return np.random.SeedSequence(zlib.crc32(key.encode()))
 
 
-class GlimpseCore:
+class GlimpseTask:
     """Canvases, glimpse locations and clocks of ``num_envs`` episodes, stepped as one batch.
 
     ``rows`` arguments select episodes by index; ``None`` means all of them (the fast path). The
@@ -363,7 +363,7 @@ class GlimpseCore:
         return xp.where(xp.asarray(final), right - paid, 0.0), final
 
     def step_one(self, location: np.ndarray, x: float, y: float, label: int, stop: bool = False) -> tuple[float, bool]:
-        """:meth:`step` for the single episode of a ``num_envs == 1`` core, from :meth:`check_one`'s output."""
+        """:meth:`step` for the single episode of a ``num_envs == 1`` task, from :meth:`check_one`'s output."""
         t = self.t[0]
         if stop or t >= self.n_glimpses:
             self.done[0] = True
