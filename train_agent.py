@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.check_device(args.device or TrainConfig.device)
         s, out, resume = plan(args)
         check_flags_apply(args, s)
+        cli.check_device(s["env_device"], "--env-device", also=("auto", "numpy"))
         check_task(s)
         (train_ram if s["algo"] == "ram" else train_sb3)(args, s, out, resume)
     except KeyboardInterrupt:

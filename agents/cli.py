@@ -78,23 +78,24 @@ def positive_float(text: str) -> float:
     return value
 
 
-def check_device(name: str) -> None:
-    """Raise :class:`UsageError` unless ``--device name`` is ``auto`` or a device this machine has."""
-    if name == "auto":
+def check_device(name: str, flag: str = "--device", also: tuple[str, ...] = ("auto",)) -> None:
+    """Raise :class:`UsageError` unless ``flag name`` is one of ``also`` (``auto``) or a device this machine has."""
+    if name in also:
         return
+    choices = ", ".join((*also, "cpu", "cuda", "cuda:N"))
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise UsageError(f"{flag} {name} is not a device; use {choices}") from None
     if device.type == "cpu":
         return
     if device.type != "cuda":
-        raise UsageError(f"--device {name}: only auto, cpu, cuda and cuda:N are supported")
+        raise UsageError(f"{flag} {name}: only {choices} are supported")
     if not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu")
+        raise UsageError(f"{flag} {name}: this machine has no CUDA GPU that torch can use; use {flag} cpu")
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(
-            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"{flag} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
         )
 

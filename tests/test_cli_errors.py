@@ -63,6 +63,7 @@ def script(name: str, *argv, cwd: Path) -> subprocess.CompletedProcess:
         (["--n-glimpse", "3"], ["unrecognized arguments: --n-glimpse"]),
         (["--n_clutter", "4"], ["clutter needs a translated canvas"]),
         (["--device", "gpu0"], ["--device gpu0 is not a device"]),
+        (["--env-device", "gpu7"], ["--env-device gpu7 is not a device; use auto, numpy, cpu"]),
         (["--batch-size", "600", "--train-images", "512"], ["--batch-size 600 is larger than --train-images 512"]),
         (["--algo", "ppo", "--lr", "0.1"], ["--lr is a setting of the RAM agent"]),
         (["--total-timesteps", "100"], ["--total-timesteps is a setting of the SB3 algorithms"]),
