@@ -31,6 +31,11 @@ of the true class under the class scores, each step's prediction as potential-ba
 (``gae_lambda=0.5``, so that the shaping reaches the advantages); training accuracy and val/test error
 still count right answers.
 
+A task with early answers (``answer="any_step"``, optionally ``glimpse_cost``) gives every action one more
+entry, the stop flag (:mod:`ram_env.wrappers`); envs that answer early restart alone, and evaluation
+scores each image's first episode once (:func:`~agents.sb3_policy.play_episodes`). The graded reward
+refuses such a task (:func:`~ram_env.wrappers.check_graded_answer`).
+
 Training steps ``n_envs`` episodes as one batch of the native vector env
 (:class:`~agents.sb3_vec_env.GlimpseSB3VecEnv`); every ``eval_every`` steps
 :class:`~agents.sb3_callbacks.RunCallback` scores a fixed subset of the val split and writes the run
@@ -74,6 +79,7 @@ from ram_env.wrappers import (
     FlatActionWrapper,
     GlimpseHistoryWrapper,
     GradedRewardWrapper,
+    check_graded_answer,
 )
 
 __all__ = [
@@ -337,6 +343,8 @@ def _resumed_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any]) -> dic
 def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The config of a new run; ``settings`` holds train()'s arguments that a resumed run keeps."""
     _check_options(algo, settings["action"], settings["reward"])
+    if settings["reward"] == "graded":
+        check_graded_answer(env_kwargs.get("answer", "last_step"))
     if (run_dir / "model.zip").exists():
         raise FileExistsError(f"{run_dir} already holds a run (model.zip); pass resume=True or choose another run_dir")
     hp = copy.deepcopy(HYPERPARAMS[algo])

@@ -19,17 +19,22 @@ BatchPolicy = Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]
 
 
 def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
-    """The rendering protocol's policy for ``model``: ``policy(obs, first) -> dict(location, label)``.
+    """The rendering protocol's policy for ``model``: ``policy(obs, first) -> dict(location, label[, stop])``.
 
     ``obs`` is a batch of native observations (``glimpse`` ``(N, n_patches, 1, p, p)``, ``location``
     ``(N, 2)``); ``first`` is True on the first step of the (synchronised) episodes. The policy acts
-    deterministically and returns ``location`` ``(N, 2)`` float32 and ``label`` ``(N,)`` int64.
+    deterministically and returns ``location`` ``(N, 2)`` float32 and ``label`` ``(N,)`` int64, and with
+    ``answer="any_step"`` ``stop`` ``(N,)`` int64. An env whose episode ended before the others' (and which
+    the native vector env restarts) goes on being fed to the same history or LSTM state: its actions are
+    meaningless until the next ``first`` (no episode outlasts ``n_glimpses`` calls, so neither does its
+    history), which is all :func:`play_episodes` needs.
 
     :param algo: ``"recurrent_ppo"`` and ``"recurrent_ppo_glimpse"`` carry the LSTM state; the others see
         the glimpse history (flat, or the ``Dict`` when the model's observation space is one)
     :param env_kwargs: the task's arguments (for ``n_glimpses``)
     """
-    n_glimpses = TaskConfig.from_kwargs({k: v for k, v in env_kwargs.items() if k != "render_mode"}).n_glimpses
+    task = TaskConfig.from_kwargs({k: v for k, v in env_kwargs.items() if k != "render_mode"})
+    n_glimpses, stop = task.n_glimpses, task.answer == "any_step"
     state: dict[str, Any] = {"history": None, "lstm": None}
 
     def policy(obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
@@ -51,27 +56,43 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
                 history.add(obs)
             seen = history.dict() if isinstance(model.observation_space, gym.spaces.Dict) else history.flat()
             action, _ = model.predict(seen, deterministic=True)
-        return to_native_action(action, model.action_space)
+        return to_native_action(action, model.action_space, stop)
 
     return policy
 
 
-def play_episodes(policy: BatchPolicy, venv: gym.vector.VectorEnv, indices: np.ndarray) -> np.ndarray:
+def play_episodes(
+    policy: BatchPolicy, venv: gym.vector.VectorEnv, indices: np.ndarray, with_glimpses: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Whether ``policy`` answers right on each image of ``indices``: one episode per image, played
     ``venv.num_envs`` at a time (the last batch padded with repeats of its last image).
 
+    With ``answer="any_step"`` episodes end apart: each env's first ending is its image's episode, and
+    what the env plays after it (the native vector env restarts it on a random image) is not counted.
+
     ``venv`` must be of the val or test split, whose episodes (layout and start) are fixed per image.
+
+    :param with_glimpses: also return the glimpses each episode took (``info["glimpses"]``)
+    :return: ``correct`` (bool per image), or ``(correct, glimpses)`` (int64 per image) with ``with_glimpses``
     """
     indices = np.asarray(indices, dtype=np.int64)
     correct = np.zeros(len(indices), dtype=bool)
+    glimpses = np.zeros(len(indices), dtype=np.int64)
     n = venv.num_envs
     for lo in range(0, len(indices), n):
         chunk = indices[lo : lo + n]
         padded = np.concatenate([chunk, np.full(n - len(chunk), chunk[-1])])
         obs, _ = venv.reset(seed=0, options={"indices": padded})
-        first, terminated = True, np.zeros(n, dtype=bool)
-        while not terminated.all():
+        first, ended = True, np.zeros(n, dtype=bool)
+        chunk_correct, chunk_glimpses = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        while not ended.all():
             obs, _, terminated, _, infos = venv.step(policy(obs, first))
             first = False
-        correct[lo : lo + len(chunk)] = infos["correct"][: len(chunk)]
-    return correct
+            now = np.asarray(terminated, dtype=bool) & ~ended  # first endings only
+            if now.any():
+                chunk_correct[now] = np.asarray(infos["correct"])[now]
+                chunk_glimpses[now] = np.asarray(infos["glimpses"])[now]
+                ended |= now
+        correct[lo : lo + len(chunk)] = chunk_correct[: len(chunk)]
+        glimpses[lo : lo + len(chunk)] = chunk_glimpses[: len(chunk)]
+    return (correct, glimpses) if with_glimpses else correct

@@ -19,6 +19,7 @@ from ram_env.wrappers import (
     REWARDS,
     GlimpseHistory,
     GradedReward,
+    check_graded_answer,
     discrete_action_space,
     flat_action_space,
     flatten_native_obs,
@@ -39,18 +40,22 @@ class GlimpseSB3VecEnv(VecEnv):
     | ``True``, ``False``  | ``GlimpseHistoryWrapper(flatten=False)``'s ``Dict`` of the same                  |
     | ``False``            | ``FlattenObservation``'s ``Box``: the current glimpse, then its location          |
 
-    | `action`       | action (one row per env)                                         |
-    |----------------|------------------------------------------------------------------|
-    | ``"box"``      | ``FlatActionWrapper``'s ``Box(-1, 1, (2 + n_classes,))``            |
-    | ``"discrete"`` | ``DiscreteActionWrapper``'s ``MultiDiscrete([grid, grid, n_classes])`` |
+    | `action`       | action (one row per env)                                                |
+    |----------------|-------------------------------------------------------------------------|
+    | ``"box"``      | ``FlatActionWrapper``'s ``Box(-1, 1, (2 + n_classes [+ 1],))``            |
+    | ``"discrete"`` | ``DiscreteActionWrapper``'s ``MultiDiscrete([grid, grid, n_classes [, 2]])`` |
 
-    ``reward="graded"`` pays what ``GradedRewardWrapper`` pays (``box`` actions only), through the same
+    (``[...]``: the stop entry, exactly when the task has ``answer="any_step"``.) ``reward="graded"`` pays
+    what ``GradedRewardWrapper`` pays (``box`` actions and ``answer="last_step"`` only), through the same
     :class:`~ram_env.wrappers.GradedReward`; ``info["episode"]["r"]`` is then the episode's return.
 
-    All episodes last ``n_glimpses`` steps, so they end together and restart together (SB3's
-    auto-reset), with the final observation in ``info["terminal_observation"]``, the env's ``correct``
-    and ``label``, and a Monitor-style ``info["episode"]`` so that SB3 logs ``ep_rew_mean`` (the
-    training accuracy). ``reset_infos[i]["index"]`` is the image env ``i`` shows.
+    Envs whose episode ends on a step are reset within that step, as SB3 expects of a ``VecEnv`` (the native
+    vector env would restart them on the next one): the observation returned is the new episode's first,
+    ``info["terminal_observation"]`` the final one, with the env's ``correct``, ``label`` and ``glimpses``
+    and a Monitor-style ``info["episode"]`` so that SB3 logs ``ep_rew_mean`` (the training accuracy, less
+    the glimpse costs). With ``answer="last_step"`` all episodes last ``n_glimpses`` steps, so they end and
+    restart together; with ``answer="any_step"`` each restarts alone (``reset_mask``) when it answers.
+    ``reset_infos[i]["index"]`` is the image env ``i`` shows.
 
     :param venv: the native vector env, ``gym.make_vec(id, n, vectorization_mode="vector_entry_point")``
     :param history: show the whole episode so far (feed-forward policies) or the current glimpse (LSTM)
@@ -77,7 +82,10 @@ class GlimpseSB3VecEnv(VecEnv):
             raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
         if reward == "graded" and action != "box":
             raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
+        if reward == "graded":
+            check_graded_answer(venv.config.answer)
         self.venv = venv
+        self.stop = venv.config.answer == "any_step"
         self.n_glimpses = int(venv.config.n_glimpses)
         glimpse_shape = venv.single_observation_space["glimpse"].shape
         n_classes = int(venv.single_action_space["label"].n)
@@ -93,7 +101,11 @@ class GlimpseSB3VecEnv(VecEnv):
             if history
             else gym.spaces.flatten_space(venv.single_observation_space)
         )
-        action_space = flat_action_space(n_classes) if action == "box" else discrete_action_space(grid, n_classes)
+        action_space = (
+            flat_action_space(n_classes, self.stop)
+            if action == "box"
+            else discrete_action_space(grid, n_classes, self.stop)
+        )
         self.render_mode = None
         self._actions = None
         self._t0 = time.perf_counter()
@@ -120,31 +132,47 @@ class GlimpseSB3VecEnv(VecEnv):
 
     def step_wait(self):
         native, rewards, terminated, truncated, info = self.venv.step(
-            to_native_action(self._actions, self.action_space)
+            to_native_action(self._actions, self.action_space, self.stop)
         )
         dones = terminated | truncated
         if self.graded is not None:
             rewards = self.graded.pay(np.asarray(self._actions)[:, 2:], dones)
         self.returns += rewards
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if not dones.any():
             if self.history is not None:
                 self.history.add(native)
-            return self._observe(native), rewards.astype(np.float32), dones, [{} for _ in range(self.num_envs)]
-        if not dones.all():
-            raise RuntimeError("glimpse episodes all last n_glimpses steps; they cannot end apart")
-        final = self._observe(native)  # the env takes no glimpse on the last step
+            return self._observe(native), rewards.astype(np.float32), dones, infos
+        if self.history is not None and not dones.all():  # the envs still looking take their glimpse
+            running = np.flatnonzero(~dones)
+            self.history.add({k: v[running] for k, v in native.items()}, running)
+        final = self._observe(native)  # the env takes no glimpse on the answering step
         elapsed = round(time.perf_counter() - self._t0, 6)
-        infos = [
-            {
+        for i in np.flatnonzero(dones):
+            infos[i] = {
                 "correct": bool(info["correct"][i]),
                 "label": int(info["label"][i]),
+                "glimpses": int(info["glimpses"][i]),
                 "terminal_observation": {k: v[i] for k, v in final.items()} if isinstance(final, dict) else final[i],
                 "TimeLimit.truncated": False,
-                "episode": {"r": float(self.returns[i]), "l": self.n_glimpses, "t": elapsed},
+                "episode": {"r": float(self.returns[i]), "l": int(info["glimpses"][i]), "t": elapsed},
             }
-            for i in range(self.num_envs)
-        ]
-        return self.reset(), rewards.astype(np.float32), dones, infos
+        if dones.all():  # every last_step episode: all restart together
+            return self.reset(), rewards.astype(np.float32), dones, infos
+        return self._restart(dones), rewards.astype(np.float32), dones, infos
+
+    def _restart(self, dones: np.ndarray):
+        """Start new episodes in the envs ``dones`` only (SB3's auto-reset); the observation of every env."""
+        native, info = self.venv.reset(options={"reset_mask": dones})
+        rows = np.flatnonzero(dones)
+        for i in rows:
+            self.reset_infos[i] = {"index": int(info["index"][i])}
+        self.returns[rows] = 0.0
+        if self.graded is not None:
+            self.graded.start(info["index"][rows], rows)
+        if self.history is not None:
+            self.history.start({k: v[rows] for k, v in native.items()}, rows)
+        return self._observe(native)
 
     def close(self) -> None:
         self.venv.close()

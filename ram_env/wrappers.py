@@ -1,23 +1,29 @@
 """Adapters that let libraries with narrower space support (Stable-Baselines3 first) train on the RAM tasks.
 
-The native :class:`~ram_env.env.GlimpseEnv` takes a ``Dict(location=Box, label=Discrete)`` action.
+The native :class:`~ram_env.env.GlimpseEnv` takes a ``Dict(location=Box, label=Discrete)`` action (plus
+``stop=Discrete(2)`` with ``answer="any_step"``).
 That is **not** Stable-Baselines3-compatible: SB3's algorithms take ``Box``, ``Discrete``, ``MultiDiscrete``
 and ``MultiBinary`` actions only (``PPO("MultiInputPolicy", env)`` raises on the ``Dict`` action, and
 ``check_env`` warns that it is not supported), and its feed-forward
 policies see one observation at a time, while the task needs every glimpse of the episode. The wrappers
-here close both gaps without changing the task: an episode is still ``n_glimpses`` steps, the reward is
-still 1.0 for the right label on the last step, the validation/test images are the same.
+here close both gaps without changing the task: episodes end when the env's do, the reward is the env's
+(1.0 for the right label on the answering step, less ``glimpse_cost`` per glimpse with ``answer="any_step"``),
+the validation/test images are the same.
 
 | Wrapper                   | Changes     | Space seen by the learner                                          |
 |---------------------------|-------------|--------------------------------------------------------------------|
-| :class:`FlatActionWrapper`     | action      | ``Box(-1, 1, (2 + n_classes,), float32)``                     |
-| :class:`DiscreteActionWrapper` | action      | ``MultiDiscrete([grid, grid, n_classes])``                    |
+| :class:`FlatActionWrapper`     | action      | ``Box(-1, 1, (2 + n_classes [+ 1],), float32)``               |
+| :class:`DiscreteActionWrapper` | action      | ``MultiDiscrete([grid, grid, n_classes [, 2]])``              |
 | :class:`GlimpseHistoryWrapper` | observation | ``Box`` (flat, default) or ``Dict`` of all glimpses so far     |
 | :class:`GradedRewardWrapper`   | reward      | (opt-in) log-probability of the true class, shaped per step    |
 
-Each action wrapper converts both ways: ``to_native(action)`` gives the env's ``dict(location, label)``
+(``[...]``: the stop entry, present exactly when the task has ``answer="any_step"``.)
+
+Each action wrapper converts both ways: ``to_native(action)`` gives the env's ``dict(location, label[, stop])``
 and ``from_native(native)`` the wrapped action; both also take a leading batch axis. The same conversions
-are plain functions of the wrapped action space, :func:`to_native_action` and :func:`from_native_action`,
+are plain functions of the wrapped action space and of the option (``stop=True`` with ``answer="any_step"``:
+the space alone cannot tell a stop entry from one more class), :func:`to_native_action` and
+:func:`from_native_action`,
 so a policy trained on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv` without
 building a single env. :class:`GlimpseHistory` is the batched bookkeeping behind
 :class:`GlimpseHistoryWrapper`, for the same purpose, and :func:`history_space` its observation space;
@@ -59,6 +65,7 @@ __all__ = [
     "GradedRewardWrapper",
     "GradedReward",
     "REWARDS",
+    "check_graded_answer",
     "class_log_probs",
     "task_labels",
 ]
@@ -66,27 +73,31 @@ __all__ = [
 REWARDS = ("binary", "graded")  # the paper's 0/1 reward (default), the opt-in graded one
 
 
-def _native_spaces(env: gym.Env) -> tuple[spaces.Dict, int, int]:
-    """The native action space, number of classes and of glimpses of a (wrapped) glimpse env."""
+def _native_spaces(env: gym.Env) -> tuple[spaces.Dict, int, int, bool]:
+    """The native action space, number of classes and of glimpses of a (wrapped) glimpse env, and whether its
+    action has a ``stop`` flag (``answer="any_step"``)."""
     space = env.action_space
-    if not (isinstance(space, spaces.Dict) and set(space.spaces) == {"location", "label"}):
-        raise ValueError(f"expected a glimpse env with a Dict(location, label) action space, got {space}")
+    keys = set(space.spaces) if isinstance(space, spaces.Dict) else set()
+    if keys not in ({"location", "label"}, {"location", "label", "stop"}):
+        raise ValueError(f"expected a glimpse env with a Dict(location, label[, stop]) action space, got {space}")
     config = getattr(env.unwrapped, "config", None)
     if config is None or not hasattr(config, "n_glimpses"):
         raise ValueError(f"expected a ram_env glimpse env (with a TaskConfig), got {env.unwrapped!r}")
-    return space, int(space["label"].n), int(config.n_glimpses)
+    return space, int(space["label"].n), int(config.n_glimpses), "stop" in keys
 
 
-def flat_action_space(n_classes: int) -> spaces.Box:
-    """The action space of :class:`FlatActionWrapper`: two location coordinates, then a score per class."""
-    return spaces.Box(-1.0, 1.0, (2 + int(n_classes),), np.float32)
+def flat_action_space(n_classes: int, stop: bool = False) -> spaces.Box:
+    """The action space of :class:`FlatActionWrapper`: two location coordinates, a score per class, then (with
+    ``stop``, for ``answer="any_step"``) the stop entry."""
+    return spaces.Box(-1.0, 1.0, (2 + int(n_classes) + int(bool(stop)),), np.float32)
 
 
-def discrete_action_space(grid: int, n_classes: int) -> spaces.MultiDiscrete:
-    """The action space of :class:`DiscreteActionWrapper`: lattice column, lattice row, label."""
+def discrete_action_space(grid: int, n_classes: int, stop: bool = False) -> spaces.MultiDiscrete:
+    """The action space of :class:`DiscreteActionWrapper`: lattice column, lattice row, label, then (with
+    ``stop``, for ``answer="any_step"``) the stop flag."""
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
         raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
-    return spaces.MultiDiscrete([int(grid), int(grid), int(n_classes)])
+    return spaces.MultiDiscrete([int(grid), int(grid), int(n_classes)] + ([2] if stop else []))
 
 
 def _as_float_action(action: Any, size: int) -> np.ndarray:
@@ -103,62 +114,82 @@ def _as_float_action(action: Any, size: int) -> np.ndarray:
     return a
 
 
-def _flat_to_native(action: Any, n_classes: int) -> dict[str, np.ndarray]:
-    a = _as_float_action(action, 2 + n_classes)
-    label = np.argmax(a[..., 2:], axis=-1).astype(np.int64)
-    return {"location": a[..., :2].copy(), "label": label if label.ndim else np.int64(label)}
+def _scalar(a: np.ndarray):
+    return a if a.ndim else a.dtype.type(a)
 
 
-def _discrete_to_native(action: Any, nvec: np.ndarray) -> dict[str, np.ndarray]:
+def _flat_to_native(action: Any, n_classes: int, stop: bool) -> dict[str, np.ndarray]:
+    a = _as_float_action(action, 2 + n_classes + int(stop))
+    native = {
+        "location": a[..., :2].copy(),
+        "label": _scalar(np.argmax(a[..., 2 : 2 + n_classes], axis=-1).astype(np.int64)),
+    }
+    if stop:
+        native["stop"] = _scalar((a[..., -1] > 0).astype(np.int64))
+    return native
+
+
+def _discrete_to_native(action: Any, nvec: np.ndarray, stop: bool) -> dict[str, np.ndarray]:
     a = np.asarray(action)
-    if a.ndim < 1 or a.shape[-1] != 3 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"discrete action must be integers of shape (..., 3), got {action!r}")
+    size = 3 + int(stop)
+    if a.ndim < 1 or a.shape[-1] != size or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"discrete action must be integers of shape (..., {size}), got {action!r}")
     if (a < 0).any() or (a >= nvec).any():
         raise ValueError(f"discrete action must lie in [0, {nvec.tolist()}), got {a.tolist()}")
     lattice = np.linspace(-1.0, 1.0, int(nvec[0]), dtype=np.float32)
-    label = a[..., 2].astype(np.int64)
-    return {"location": lattice[a[..., :2]], "label": label if label.ndim else np.int64(label)}
+    native = {"location": lattice[a[..., :2]], "label": _scalar(a[..., 2].astype(np.int64))}
+    if stop:
+        native["stop"] = _scalar(a[..., 3].astype(np.int64))
+    return native
 
 
-def _check_action_space(space: spaces.Space) -> None:
-    flat = isinstance(space, spaces.Box) and len(space.shape) == 1 and space.shape[0] > 2
-    discrete = isinstance(space, spaces.MultiDiscrete) and space.shape == (3,) and space.nvec[0] == space.nvec[1]
+def _check_action_space(space: spaces.Space, stop: bool) -> None:
+    size = 3 + int(stop)
+    flat = isinstance(space, spaces.Box) and len(space.shape) == 1 and space.shape[0] > size - 1
+    discrete = isinstance(space, spaces.MultiDiscrete) and space.shape == (size,) and space.nvec[0] == space.nvec[1]
+    if stop and discrete and space.nvec[3] != 2:
+        discrete = False
     if not (flat or discrete):
+        extra = (" + 1", ", 2") if stop else ("", "")
         raise ValueError(
-            f"expected a flat Box(2 + n_classes) or MultiDiscrete([grid, grid, n_classes]) space, got {space}"
+            f"expected a flat Box(2 + n_classes{extra[0]}) or MultiDiscrete([grid, grid, n_classes{extra[1]}]) "
+            f"space (stop={stop}), got {space}"
         )
 
 
-def to_native_action(action: Any, space: spaces.Space) -> dict[str, np.ndarray]:
-    """The native ``dict(location=(..., 2) float32, label=(...,) int64)`` of wrapped action(s).
+def to_native_action(action: Any, space: spaces.Space, stop: bool = False) -> dict[str, np.ndarray]:
+    """The native ``dict(location=(..., 2) float32, label=(...,) int64[, stop=(...,) int64])`` of wrapped action(s).
 
     :param action: one action of ``space``, or a batch of them (a leading axis)
-    :param space: :func:`flat_action_space` (label = arg-max of the scores, first on ties) or
-        :func:`discrete_action_space` (location = the lattice point)
+    :param space: :func:`flat_action_space` (label = arg-max of the scores, first on ties; stop = the last
+        entry > 0) or :func:`discrete_action_space` (location = the lattice point)
+    :param stop: the space has the stop entry (``answer="any_step"``); the native action then has ``stop``
     """
-    _check_action_space(space)
+    _check_action_space(space, stop)
     if isinstance(space, spaces.Box):
-        return _flat_to_native(action, space.shape[0] - 2)
-    return _discrete_to_native(action, np.asarray(space.nvec))
+        return _flat_to_native(action, space.shape[0] - 2 - int(stop), stop)
+    return _discrete_to_native(action, np.asarray(space.nvec), stop)
 
 
-def from_native_action(native: dict, space: spaces.Space) -> np.ndarray:
-    """The action of ``space`` for native ``dict(location, label)`` action(s), optionally batched.
+def from_native_action(native: dict, space: spaces.Space, stop: bool = False) -> np.ndarray:
+    """The action of ``space`` for native ``dict(location, label[, stop])`` action(s), optionally batched.
 
-    Flat: the location, then +1 on the label's score and -1 on the others, so
-    ``to_native_action(from_native_action(a))`` is ``a``. Discrete: the nearest lattice point and the label.
+    Flat: the location, then +1 on the label's score and -1 on the others, then (``stop``) +1 to stop and
+    -1 to look again, so ``to_native_action(from_native_action(a))`` is ``a``. Discrete: the nearest lattice
+    point, the label and (``stop``) the stop flag.
     """
-    _check_action_space(space)
+    _check_action_space(space, stop)
     label = np.asarray(native["label"], dtype=np.int64)
+    tail = [np.asarray(native["stop"], dtype=np.int64)[..., None]] if stop else []
     if isinstance(space, spaces.Box):
         location = np.asarray(native["location"], dtype=np.float32)
-        scores = np.full(label.shape + (space.shape[0] - 2,), -1.0, dtype=np.float32)
+        scores = np.full(label.shape + (space.shape[0] - 2 - int(stop),), -1.0, dtype=np.float32)
         np.put_along_axis(scores, label[..., None], 1.0, axis=-1)
-        return np.concatenate([location, scores], axis=-1)
+        return np.concatenate([location, scores] + [2.0 * t.astype(np.float32) - 1.0 for t in tail], axis=-1)
     grid = int(space.nvec[0])
     location = np.asarray(native["location"], dtype=np.float64)
     index = np.clip(np.rint((location + 1.0) / 2.0 * (grid - 1)), 0, grid - 1).astype(np.int64)
-    return np.concatenate([index, label[..., None]], axis=-1)
+    return np.concatenate([index, label[..., None]] + tail, axis=-1)
 
 
 def _single_action(wrapper: gym.ActionWrapper, action: Any) -> dict[str, Any]:
@@ -170,8 +201,11 @@ def _single_action(wrapper: gym.ActionWrapper, action: Any) -> dict[str, Any]:
             f"{type(wrapper).__name__} takes one {kind} action of shape {wrapper.action_space.shape}, got shape {shape}"
             " (a batch of actions goes to a vector env, e.g. through to_native_action)"
         )
-    native = to_native_action(action, wrapper.action_space)
-    return {"location": native["location"], "label": int(native["label"])}
+    native = to_native_action(action, wrapper.action_space, wrapper.stop)
+    single = {"location": native["location"], "label": int(native["label"])}
+    if wrapper.stop:
+        single["stop"] = int(native["stop"])
+    return single
 
 
 class FlatActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
@@ -179,34 +213,35 @@ class FlatActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
 
     ## Action Space
 
-    ``Box(-1, 1, (2 + n_classes,), float32)``
+    ``Box(-1, 1, (2 + n_classes,), float32)``; with ``answer="any_step"``, ``Box(-1, 1, (3 + n_classes,), float32)``
 
-    | Index             | Meaning                                                               |
-    |-------------------|-----------------------------------------------------------------------|
-    | `0, 1`            | ``(x, y)`` of the next glimpse, as the native ``location``            |
+    | Index              | Meaning                                                                  |
+    |--------------------|--------------------------------------------------------------------------|
+    | `0, 1`             | ``(x, y)`` of the next glimpse, as the native ``location``               |
     | `2 .. 1+n_classes` | one score per class; the native ``label`` is the arg-max (first on ties) |
+    | `2+n_classes`      | only with ``answer="any_step"``: the native ``stop`` is 1 where it is > 0 |
 
     An action outside ``[-1, 1]``, NaN or of the wrong shape (a batch included) raises ``ValueError``
     (nothing is clipped here; SB3 clips its Gaussian samples to the bounds itself before stepping).
 
     Reversible: ``to_native(from_native(a)) == a`` for every native action ``a`` (``from_native`` puts
-    +1 on the label's score and -1 on the others); ``from_native(to_native(f))`` keeps the location and
-    the arg-max of ``f``.
+    +1 on the label's score and -1 on the others, and +1 to stop, -1 to look again); ``from_native(to_native(f))``
+    keeps the location, the arg-max of ``f``'s scores and the sign of its stop entry.
     """
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ActionWrapper.__init__(self, env)
-        _, self.n_classes, _ = _native_spaces(env)
-        self.action_space = flat_action_space(self.n_classes)
+        _, self.n_classes, _, self.stop = _native_spaces(env)
+        self.action_space = flat_action_space(self.n_classes, self.stop)
 
     def to_native(self, action: Any) -> dict[str, np.ndarray]:
-        """``(..., 2 + n_classes)`` flat action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
-        return to_native_action(action, self.action_space)
+        """Flat action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64[, stop=(...,) int64])``."""
+        return to_native_action(action, self.action_space, self.stop)
 
     def from_native(self, action: dict) -> np.ndarray:
-        """``dict(location, label)`` (optionally batched) -> the flat action whose arg-max is ``label``."""
-        return from_native_action(action, self.action_space)
+        """``dict(location, label[, stop])`` (optionally batched) -> the flat action whose arg-max is ``label``."""
+        return from_native_action(action, self.action_space, self.stop)
 
     def action(self, action: Any) -> dict[str, Any]:
         return _single_action(self, action)
@@ -217,13 +252,15 @@ class DiscreteActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
 
     ## Action Space
 
-    ``MultiDiscrete([grid, grid, n_classes])``
+    ``MultiDiscrete([grid, grid, n_classes])``; with ``answer="any_step"``,
+    ``MultiDiscrete([grid, grid, n_classes, 2])``
 
     | Index | Meaning                                                                       |
     |-------|-------------------------------------------------------------------------------|
     | `0`   | column ``i`` of a ``grid x grid`` lattice: ``x = -1 + 2 i / (grid - 1)``       |
     | `1`   | row ``j`` of the lattice: ``y = -1 + 2 j / (grid - 1)``                          |
     | `2`   | the label, as the native ``label``                                              |
+    | `3`   | only with ``answer="any_step"``: the native ``stop`` (1 answers now)            |
 
     With ``grid=7`` the lattice is ``{-1, -2/3, -1/3, 0, 1/3, 2/3, 1}`` on each axis; ``(-1, -1)`` is
     the top-left corner as everywhere in ``ram_env``.
@@ -238,18 +275,18 @@ class DiscreteActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, grid: int = 7):
         gym.utils.RecordConstructorArgs.__init__(self, grid=grid)
         gym.ActionWrapper.__init__(self, env)
-        _, self.n_classes, _ = _native_spaces(env)
-        self.action_space = discrete_action_space(grid, self.n_classes)
+        _, self.n_classes, _, self.stop = _native_spaces(env)
+        self.action_space = discrete_action_space(grid, self.n_classes, self.stop)
         self.grid = int(grid)
         self.lattice = np.linspace(-1.0, 1.0, self.grid, dtype=np.float32)
 
     def to_native(self, action: Any) -> dict[str, np.ndarray]:
-        """``(..., 3)`` integer action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64)``."""
-        return to_native_action(action, self.action_space)
+        """``(..., 3[+1])`` integer action(s) -> ``dict(location=(..., 2) float32, label=(...,) int64[, stop])``."""
+        return to_native_action(action, self.action_space, self.stop)
 
     def from_native(self, action: dict) -> np.ndarray:
-        """``dict(location, label)`` (optionally batched) -> the discrete action at the nearest lattice point."""
-        return from_native_action(action, self.action_space)
+        """``dict(location, label[, stop])`` (optionally batched) -> the discrete action, nearest lattice point."""
+        return from_native_action(action, self.action_space, self.stop)
 
     def action(self, action: Any) -> dict[str, Any]:
         return _single_action(self, action)
@@ -346,10 +383,12 @@ class GlimpseHistoryWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     | `locations` | ``(n_glimpses, 2)`` in [-1, 1]             | where glimpse ``k`` was taken; later slots 0 |
     | `step`      | ``(n_glimpses,)`` one-hot                  | 1 at the slot of the latest glimpse        |
 
-    So on step ``t`` (``t`` glimpses taken) slots ``0 .. t-1`` are filled and ``step[t-1] = 1``; the
-    last action of the episode (the one whose label counts) is chosen when ``step[n_glimpses-1] = 1``.
-    The terminal observation repeats the last one (the env takes no glimpse on the final step). Actions,
-    rewards, ``info`` and episode ends are the wrapped env's, untouched.
+    So on step ``t`` (``t`` glimpses taken) slots ``0 .. t-1`` are filled and ``step[t-1] = 1``; with the
+    default ``answer="last_step"`` the last action of the episode (the one whose label counts) is chosen when
+    ``step[n_glimpses-1] = 1``. With ``answer="any_step"`` an episode that stops after ``k < n_glimpses``
+    glimpses leaves slots ``k ..`` empty (zero) to its end. The terminal observation repeats the last one
+    (the env takes no glimpse on the answering step). Actions, rewards (negative ones included, where a
+    ``glimpse_cost`` exceeds what a right answer pays), ``info`` and episode ends are the wrapped env's, untouched.
 
     :param flatten: a flat ``Box`` (for ``MlpPolicy``) rather than a ``Dict``
     """
@@ -362,7 +401,7 @@ class GlimpseHistoryWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(
                 f"expected a glimpse env with a Dict(glimpse, location) observation space, got {obs_space}"
             )
-        _, _, n = _native_spaces(env)
+        _, _, n, _ = _native_spaces(env)
         self.flatten = bool(flatten)
         self.history = GlimpseHistory(n, obs_space["glimpse"].shape, num_envs=1)
         self.observation_space = history_space(obs_space["glimpse"].shape, n, self.flatten)
@@ -389,6 +428,15 @@ def class_log_probs(scores: np.ndarray, scale: float) -> np.ndarray:
     logits = scale * np.asarray(scores, dtype=np.float64)
     logits = logits - logits.max(axis=-1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
+
+def check_graded_answer(answer: str) -> None:
+    """Refuse the graded reward on a task with early answers, in one line (see :class:`GradedRewardWrapper`)."""
+    if answer != "last_step":
+        raise ValueError(
+            f"the graded reward needs answer='last_step', got answer={answer!r}: its log score would change "
+            "when the best policy stops (glimpse_cost is priced in right answers); use reward='binary'"
+        )
 
 
 def task_labels(config) -> np.ndarray:
@@ -473,6 +521,13 @@ class GradedRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
       (:func:`task_labels`, the public data the env reads), never from the env's private state; the
       learner's observation never holds it.
 
+    ## Early answers are refused
+
+    With ``answer="any_step"`` the shaping would still telescope (``Phi`` is 0 at every episode's end,
+    whatever its length), but the final log score would not keep the task: the best moment to stop trades
+    the gain of one more glimpse against ``glimpse_cost``, and a gain in log score is not a gain in
+    accuracy (nor is ``glimpse_cost`` priced in it). So the wrapper raises ``ValueError`` on such a task.
+
     :param scale: the logits are ``scale * scores`` (larger: the reward nears log 1 = 0 for a confident
         right answer, and punishes a confident wrong one harder)
     :param shaping: pay each step's prediction as shaping (above); ``False`` pays the answer only
@@ -482,7 +537,8 @@ class GradedRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, scale: float = 3.0, shaping: bool = True, gamma: float = 1.0):
         gym.utils.RecordConstructorArgs.__init__(self, scale=scale, shaping=shaping, gamma=gamma)
         gym.Wrapper.__init__(self, env)
-        _, n_classes, _ = _native_spaces(env.unwrapped)
+        _, n_classes, _, _ = _native_spaces(env.unwrapped)
+        check_graded_answer(env.unwrapped.config.answer)
         if env.action_space != flat_action_space(n_classes):
             raise ValueError(
                 f"GradedRewardWrapper reads class scores from a FlatActionWrapper's action space "
