@@ -21,11 +21,10 @@ the validation/test images are the same.
 
 Each action wrapper converts both ways: ``to_native(action)`` gives the env's ``dict(location, label[, stop])``
 and ``from_native(native)`` the wrapped action; both also take a leading batch axis. The same conversions
-are plain functions of the wrapped action space and of the option (``stop=True`` with ``answer="any_step"``:
-the space alone cannot tell a stop entry from one more class), :func:`to_native_action` and
-:func:`from_native_action`,
-so a policy trained on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv` without
-building a single env. :class:`GlimpseHistory` is the batched bookkeeping behind
+are plain functions, :func:`to_native_action` and :func:`from_native_action`, of the wrapped action space
+and the option (``stop=True`` with ``answer="any_step"``: the space alone cannot tell a stop entry from
+one more class), so a policy trained on the wrapped env can drive a :class:`~ram_env.vector.GlimpseVectorEnv`
+without building a single env. :class:`GlimpseHistory` is the batched bookkeeping behind
 :class:`GlimpseHistoryWrapper`, for the same purpose, and :func:`history_space` its observation space;
 :class:`GradedReward` is the one behind :class:`GradedRewardWrapper`.
 
