@@ -37,6 +37,7 @@ Gymnasium's own do, so ``env.spec`` can rebuild a wrapped env and ``check_env`` 
 >>> env = FlatActionWrapper(GlimpseHistoryWrapper(gym.make("RAM/MNIST-v0")))
 >>> env.observation_space.shape, env.action_space.shape
 ((402,), (12,))
+
 ```
 """
 
