@@ -1,12 +1,12 @@
-"""Environment speed: the retina against the seed's per-image glimpse loop, single-env steps/s, vector glimpse-steps/s.
+"""Environment speed: the retina against the reference's glimpse loop, single-env steps/s, vector glimpse-steps/s.
 
     RAM_DATA_DIR=../shared/data .venv/bin/python bench/bench_env.py [--seconds 2] [--device cuda]
 
 1. Glimpse extraction at 128 images on the 60x60 / 3-patch and 100x100 / 4-patch settings (12 px patches,
-   scale 2). Two honest baselines of the seed's method, both checked to give the same numbers as ours:
+   scale 2). Two honest baselines of the reference's method, both checked to give the same numbers as ours:
 
-   - ``seed (torch)``: the seed's sensor as written (kevinzakka/recurrent-visual-attention, which the
-     seed follows): for each scale, zero-pad the whole batch by half the patch, slice every image's patch
+   - ``reference (torch)``: the reference's sensor as written (kevinzakka/recurrent-visual-attention, which the
+     reference follows): for each scale, zero-pad the whole batch by half the patch, slice every image's patch
      in a Python loop, stack, then ``avg_pool2d`` down to the patch size;
    - ``loop (numpy)``: for each image, zero-pad it once, then for each patch slice it and average its
      blocks (``reshape(...).mean``).
@@ -62,15 +62,15 @@ def timeit(fn, seconds: float, min_runs: int = 3) -> tuple[float, float]:
     return wall, cpu
 
 
-# ------------------------------------------------------------------------------------ the seed's sensor
-def seed_torch(
+# ------------------------------------------------------------------------------------ the reference's sensor
+def reference_torch(
     images: torch.Tensor, locations: torch.Tensor, patch_size: int, n_patches: int, scale: int, canvas_size: int
 ):
-    """The seed's glimpse sensor (kevinzakka/recurrent-visual-attention ``Retina.foveate``), batch (B, 1, S, S).
+    """The reference's glimpse sensor (kevinzakka/recurrent-visual-attention ``Retina.foveate``), batch (B, 1, S, S).
 
     Images in [0, 1].
 
-    One change: patch centres are rounded the way our retina rounds them (the seed truncated), so that
+    One change: patch centres are rounded the way our retina rounds them (the reference truncated), so that
     both give the same numbers; this costs nothing.
     """
     phi = []
@@ -115,7 +115,7 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         "glimpses a second"
     )
     print(
-        f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'seed':>9}{'loop':>9}"
+        f"   {'setting':<19}{'clock':<6}{'retina':>9}{'episode':>9}{'worst':>9}{'ref':>9}{'loop':>9}"
         "   speed-up over the faster baseline: retina / episode / worst"
     )
     for size, n_patches in ((60, 3), (100, 4)):
@@ -138,9 +138,9 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         ours = retina(tables, locations)
         images_t = torch.from_numpy(canvases).float().div(255.0)[:, None]
         locations_t = torch.from_numpy(locations)
-        seed_out = seed_torch(images_t, locations_t, 12, n_patches, 2, size).numpy()
+        reference_out = reference_torch(images_t, locations_t, 12, n_patches, 2, size).numpy()
         loop_out = loop_numpy(canvases, locations, 12, n_patches, 2)
-        assert np.allclose(ours, seed_out, atol=1e-6) and np.allclose(ours, loop_out, atol=1e-6), (
+        assert np.allclose(ours, reference_out, atol=1e-6) and np.allclose(ours, loop_out, atol=1e-6), (
             "baselines disagree with the retina"
         )
 
@@ -152,17 +152,17 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         t_ret = timeit(lambda: retina(tables, locations, out=out), seconds)
         t_ep = tuple(t / n_glimpses for t in timeit(episode, seconds))
         t_worst = timeit(lambda: retina(integral_image(canvases, out=tables), locations, out=out), seconds)
-        t_seed = timeit(lambda: seed_torch(images_t, locations_t, 12, n_patches, 2, size), seconds)
+        t_reference = timeit(lambda: reference_torch(images_t, locations_t, 12, n_patches, 2, size), seconds)
         t_loop = timeit(lambda: loop_numpy(canvases, locations, 12, n_patches, 2), seconds)
         for clock, name in ((0, "wall"), (1, "cpu")):
-            base = min(t_seed[clock], t_loop[clock])
+            base = min(t_reference[clock], t_loop[clock])
 
             def rate(t, clock=clock):
                 return f"{128 / t[clock] / 1e3:8.1f}k"
 
             print(
                 f"   {f'{size}x{size}, {n_patches} patches':<19}{name:<6}"
-                f"{rate(t_ret)}{rate(t_ep)}{rate(t_worst)}{rate(t_seed)}{rate(t_loop)}"
+                f"{rate(t_ret)}{rate(t_ep)}{rate(t_worst)}{rate(t_reference)}{rate(t_loop)}"
                 f"   {base / t_ret[clock]:5.1f}x / {base / t_ep[clock]:5.1f}x / {base / t_worst[clock]:5.1f}x"
                 f"   ({t_ret[clock] * 1e3:.2f} / {t_ep[clock] * 1e3:.2f} / {t_worst[clock] * 1e3:.2f} ms"
                 f" vs {base * 1e3:.2f} ms a batch)"
@@ -170,7 +170,7 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
     print(
         "   retina: a batch of glimpses on built tables (an env step); "
         f"episode: tables once + {n_glimpses} glimpses, per glimpse;\n"
-        "   worst: tables rebuilt for every glimpse; seed: the seed's torch sensor; loop: per-image numpy loop.\n"
+        "   worst: tables rebuilt for every glimpse; reference: its torch sensor; loop: per-image numpy loop.\n"
         "   wall = wall-clock; cpu = this process's CPU time (excludes waiting for a core on a shared machine)"
     )
 

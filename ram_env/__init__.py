@@ -1,7 +1,7 @@
 """RAM gym: the Recurrent Attention Model's glimpse task as Gymnasium environments.
 
 Importing this package registers, for each of MNIST, FashionMNIST and KMNIST, the four tasks of
-Mnih et al. (2014), each with the seed's settings as defaults (any keyword overrides them):
+Mnih et al. (2014), each with the reference's settings as defaults (any keyword overrides them):
 
 | id                               | canvas | clutter | glimpses | patch | patches | scale |
 |----------------------------------|--------|---------|----------|-------|---------|-------|
