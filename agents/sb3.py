@@ -104,20 +104,24 @@ __all__ = [
 
 ALGOS = ("ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse")
 
+# PPO's settings, shared by RecurrentPPO (the LSTM policy's network apart).
+PPO_SETTINGS: dict[str, Any] = dict(
+    learning_rate=3e-4,
+    n_steps=256,
+    batch_size=256,
+    n_epochs=4,
+    gamma=1.0,
+    gae_lambda=1.0,
+    clip_range=0.2,
+    ent_coef=0.0,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+)
 # Settings passed to the algorithm's constructor; policy_kwargs' activation_fn and features_extractor are
 # named, not classes, so the dict is JSON-serialisable (see _algo_kwargs). Per-step counts are per environment.
 HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": dict(
-        learning_rate=3e-4,
-        n_steps=256,
-        batch_size=256,
-        n_epochs=4,
-        gamma=1.0,
-        gae_lambda=1.0,
-        clip_range=0.2,
-        ent_coef=0.0,
-        vf_coef=0.5,
-        max_grad_norm=0.5,
+        **PPO_SETTINGS,
         policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
     ),
     "a2c": dict(
@@ -131,16 +135,7 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
         policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
     ),
     "recurrent_ppo": dict(
-        learning_rate=3e-4,
-        n_steps=256,
-        batch_size=256,
-        n_epochs=4,
-        gamma=1.0,
-        gae_lambda=1.0,
-        clip_range=0.2,
-        ent_coef=0.0,
-        vf_coef=0.5,
-        max_grad_norm=0.5,
+        **PPO_SETTINGS,
         policy_kwargs=dict(
             lstm_hidden_size=256,
             n_lstm_layers=1,
@@ -171,7 +166,7 @@ HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimps
 
 # With the graded reward each step's prediction is paid as shaping; with gae_lambda=1 (and gamma=1) the
 # shaping telescopes out of every advantage, so those predictions would learn nothing. gae_lambda=0.5 lets
-# each step's log-probability reach its own advantage (measured: notes/learners.md). A user's override wins.
+# each step's log-probability reach its own advantage (measured: results/notes.md). A user's override wins.
 GRADED_HYPERPARAMS: dict[str, Any] = dict(gae_lambda=0.5)
 
 _ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")
