@@ -4,7 +4,7 @@ One time step: the glimpse network turns (glimpse, location) into a feature ``g_
 updates the hidden state ``h_t = f(h_{t-1}, g_t)``; from ``h_t`` the location network proposes the next
 location, the classifier the class, and the baseline the expected reward. The location network and the
 baseline read ``h_t`` detached, so that neither the REINFORCE term nor the baseline's squared error
-moves the core: the core learns from the classification loss (hybrid rule), as in the seed.
+moves the core: the core learns from the classification loss (hybrid rule), as in the reference implementation.
 
 On a task with early answers (``answer="any_step"``) the network also has a halting policy (``halting=True``):
 a Bernoulli "answer now" head on ``h_t``, detached like the location network, trained by REINFORCE alone.

@@ -22,7 +22,7 @@ ANSWERS = ("last_step", "any_step")
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Everything that defines a task; keyword names follow the seed's command line."""
+    """Everything that defines a task; keyword names follow the reference implementation's command line."""
 
     dataset: str = "MNIST"
     split: str = "train"

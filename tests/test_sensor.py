@@ -20,7 +20,7 @@ def at_pixel(px: float, size: int) -> float:
 
 
 def reference(canvas: np.ndarray, top_left, patch_size: int, block: int) -> np.ndarray:
-    """The seed's method for one patch: zero-pad, slice, average ``block x block`` blocks."""
+    """The reference's method for one patch: zero-pad, slice, average ``block x block`` blocks."""
     pad = patch_size * block * 2
     padded = np.pad(canvas.astype(np.float64), pad)
     x0, y0 = int(top_left[0]) + pad, int(top_left[1]) + pad
