@@ -284,13 +284,15 @@ def train_ram(args, s: dict, out: Path, resume: bool) -> None:
     device = reinforce.resolve_device(config.device)
     model, _ = reinforce.load_model(out, device)
     env_device = reinforce.resolve_env_device(config, device)
-    scores = reinforce.evaluate_split(model, config, "test", device=device, env_device=env_device)
-    err, low, high = error_with_interval(scores.correct)
-    used = f", {scores.glimpses.mean():.2f} glimpses on average" if model.config.halting else ""
-    say(
-        f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(scores.correct)} images, "
-        f"{config.test_rollouts} rollout(s){used}"
-    )
+    # Both protocols, as evaluate.py reports them: the run's rollouts averaged, and one sampled rollout (M=1).
+    for rollouts, sample, what in ((config.test_rollouts, None, "rollout(s)"), (1, True, "sampled rollout")):
+        scores = reinforce.evaluate_split(model, config, "test", rollouts, device, sample=sample, env_device=env_device)
+        err, low, high = error_with_interval(scores.correct)
+        used = f", {scores.glimpses.mean():.2f} glimpses on average" if model.config.halting else ""
+        say(
+            f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(scores.correct)} images, "
+            f"{rollouts} {what}{used}"
+        )
     if not args.no_gif and distributed.is_main():
         write_gif(model, config, out / "best.gif")
 

@@ -43,7 +43,12 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["env_id"] == "RAM/MNIST-v0" and config["model"]["core_hidden"] == 32
-    assert "test error of best.pt" in capsys.readouterr().out
+    trained = [line for line in capsys.readouterr().out.splitlines() if line.startswith("test error of best.pt")]
+    # Training ends by scoring test in both protocols; evaluate.py gives the same two errors.
+    assert len(trained) == 2 and "1 sampled rollout" in trained[1]
+    assert evaluate.main([str(run)]) == 0
+    scored = capsys.readouterr().out.splitlines()
+    assert [t.split()[4] for t in trained] == [line.split()[2] for line in scored[:2]]
     assert evaluate.main([str(run), "--limit", "200", "--split", "val"]) == 0
     out = capsys.readouterr().out.splitlines()
     # Both protocols: the run's test rollouts (one: the mean locations) and one rollout with sampled locations.
