@@ -72,7 +72,7 @@ from agents.runlog import RunLog, read_metrics, read_rows
 from agents.sb3_callbacks import RunCallback
 from agents.sb3_features import EXTRACTORS
 from agents.sb3_policy import BatchPolicy, play_episodes, policy_of
-from agents.sb3_vec_env import ACTIONS, GlimpseSB3VecEnv
+from agents.sb3_vec_env import ACTIONS, GlimpseSB3VecEnv, check_options
 from ram_env.wrappers import (
     REWARDS,
     DiscreteActionWrapper,
@@ -264,12 +264,7 @@ def make_env(
 
 def _check_options(algo: str, action: str, reward: str) -> None:
     _check_algo(algo)
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
-    if reward not in REWARDS:
-        raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
-    if reward == "graded" and action != "box":
-        raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
+    check_options(action, reward)
 
 
 def make_task_vec(

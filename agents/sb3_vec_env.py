@@ -31,6 +31,16 @@ from ram_env.wrappers import (
 ACTIONS = ("box", "discrete")
 
 
+def check_options(action: str, reward: str) -> None:
+    """Refuse, in one line, an action or reward kind the adapter does not have, or a graded reward without scores."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+    if reward == "graded" and action != "box":
+        raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
+
+
 class GlimpseSB3VecEnv(VecEnv):
     """SB3's ``VecEnv`` over one native glimpse vector env: ``num_envs`` episodes stepped as one batch.
 
@@ -76,12 +86,7 @@ class GlimpseSB3VecEnv(VecEnv):
         reward: str = "binary",
         reward_options: dict[str, Any] | None = None,
     ):
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
-        if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
-        if reward == "graded" and action != "box":
-            raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
+        check_options(action, reward)
         if reward == "graded":
             check_graded_answer(venv.config.answer)
         self.venv = venv

@@ -30,16 +30,6 @@ TASK = dict(dataset="MNIST", n_glimpses=4, patch_size=8, n_patches=1, scale=2, s
 ANY = dict(TASK, answer="any_step", glimpse_cost=COST)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _any_step_env(data_dir, **kw):
     return gym.make("RAM/MNIST-v0", data_dir=data_dir, answer="any_step", glimpse_cost=COST, **kw)
 
