@@ -47,7 +47,7 @@ TASK_KEYS = (
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
-    *("classifier_loss", "max_minutes", "train_images", "env_device"),
+    *("classifier_loss", "stop_entropy", "max_minutes", "train_images", "env_device"),
 )
 SB3_KEYS = ("total_timesteps", "n_envs", "reward")
 SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, "seed")
@@ -142,6 +142,8 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "test_rollouts", "episodes per test image, class probabilities averaged", type=positive_int)
     add(agent, "val_rollouts", "episodes per val image when choosing best.pt", type=positive_int)
     add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
+    stop_help = "answer any_step: weight of the stop policy's entropy, which keeps it trying early answers"
+    add(agent, "stop_entropy", stop_help, type=cost)
     add(agent, "max_minutes", "stop after the epoch that passes this much training time", "none", type=positive_float)
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
@@ -247,6 +249,8 @@ def check_flags_apply(args, s: dict) -> None:
         foreign, learner = SB3_KEYS, "the SB3 algorithms (--algo ppo, a2c, recurrent_ppo, *_glimpse)"
     else:
         foreign, learner = (*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), "the RAM agent (--algo ram)"
+    if "stop_entropy" in given and s["answer"] != "any_step":
+        raise UsageError("--stop-entropy trains the stop policy, which only --answer any_step has")
     wrong = [k for k in given if k in foreign]
     if wrong:
         raise UsageError(f"--{wrong[0].replace('_', '-')} is a setting of {learner}, not of --algo {s['algo']}")

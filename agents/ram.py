@@ -7,7 +7,8 @@ baseline read ``h_t`` detached, so that neither the REINFORCE term nor the basel
 moves the core: the core learns from the classification loss (hybrid rule), as in the reference implementation.
 
 On a task with early answers (``answer="any_step"``) the network also has a halting policy (``halting=True``):
-a Bernoulli "answer now" head on ``h_t``, detached like the location network, trained by REINFORCE alone.
+a Bernoulli "answer now" head on ``h_t`` and the classifier's confidence, detached like the location network,
+trained by REINFORCE alone.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class RecurrentAttentionModel(nn.Module):
         self.classifier = nn.Linear(c.core_hidden, c.n_classes)
         self.baseliner = nn.Linear(c.core_hidden, 1)
         if c.halting:  # made last and only when asked: a fixed-budget network draws the same initial weights
-            self.stopper = nn.Linear(c.core_hidden, 1)
+            self.stopper = nn.Linear(c.core_hidden + 2, 1)
             nn.init.constant_(self.stopper.bias, float(np.log(STOP_PROBABILITY / (1 - STOP_PROBABILITY))))
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu"):
@@ -91,8 +92,15 @@ class RecurrentAttentionModel(nn.Module):
         return Normal(torch.tanh(self.locator(h.detach())), self.config.std, validate_args=False)
 
     def stop_policy(self, h: torch.Tensor) -> Bernoulli:
-        """Bernoulli over "answer now" (1) or "look again" (0); needs ``halting``."""
-        return Bernoulli(logits=self.stopper(h.detach()).squeeze(-1), validate_args=False)
+        """Bernoulli over "answer now" (1) or "look again" (0); needs ``halting``.
+
+        It reads ``h_t`` and how sure the classifier is (its top log-probability and its entropy): a linear
+        read-out of ``h_t`` alone cannot form that confidence, which is what deciding to answer turns on.
+        """
+        with torch.no_grad():  # the stop head's losses must not move the classifier
+            logp = self.classifier(h).log_softmax(-1)
+            sure = torch.cat([logp.max(-1, keepdim=True).values, -(logp.exp() * logp).sum(-1, keepdim=True)], -1)
+        return Bernoulli(logits=self.stopper(torch.cat([h.detach(), sure], -1)).squeeze(-1), validate_args=False)
 
     def baseline(self, h: torch.Tensor) -> torch.Tensor:
         return self.baseliner(h.detach()).squeeze(-1)

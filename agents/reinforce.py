@@ -60,6 +60,9 @@ class TrainConfig:
     # episodes per val image when choosing best.pt: 1 (mean locations) is fastest; test_rollouts scores as the test does
     val_rollouts: int = 1
     classifier_loss: str = "hybrid"  # "hybrid" (cross-entropy) or "reinforce" (pure RL)
+    # answer="any_step": weight of the stop policy's entropy in the loss. Without it the stop head learns "never
+    # answer early" while the classifier is still poor at early steps, and never tries again once it is good.
+    stop_entropy: float = 0.01
     seed: int = 1
     data_dir: str | None = None
     device: str = "auto"
@@ -132,9 +135,9 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
 
 def rollout_loss(
     model: torch.nn.Module, envs, indices: np.ndarray, config: TrainConfig, device
-) -> tuple[dict[str, torch.Tensor], float]:
-    """Play one episode per env on images ``indices``; return the loss terms and the fraction answered right
-    (the mean reward, on the default task).
+) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Play one episode per env on images ``indices``; return the loss terms, the fraction answered right
+    (the mean reward, on the default task) and the mean glimpses an episode took.
 
     ``model`` is the network or its DistributedDataParallel wrapper (which only runs the recurrent step).
     """
@@ -175,7 +178,7 @@ def rollout_loss(
     }
     if config.classifier_loss == "hybrid":
         losses["action"] = F.cross_entropy(logits, torch.as_tensor(info["label"], device=device))
-    return losses, reward.mean().item()
+    return losses, reward.mean().item(), float(n_glimpses)
 
 
 def halting_rollout_loss(
@@ -210,13 +213,15 @@ def halting_rollout_loss(
         torch.zeros(n, device=device),
         torch.zeros_like(alive).long(),
     )
-    masks, log_pis, baselines, logits_t = [], [], [], []
+    masks, log_pis, baselines, logits_t, entropies = [], [], [], [], []
     for t in range(n_glimpses):
         h, state = model(*to_tensor(obs, device), state)
         masks.append(alive)
         baselines.append(net.baseline(h))
         logits_t.append(net.classify(h))
         log_pi, stop, location = halting_decisions(net, h, t == n_glimpses - 1, device)
+        if t < n_glimpses - 1:
+            entropies.append(net.stop_policy(h).entropy() * alive)
         answer = logits_t[-1].argmax(-1)
         if config.classifier_loss == "reinforce":
             labels = Categorical(logits=logits_t[-1])
@@ -239,11 +244,13 @@ def halting_rollout_loss(
         "reinforce": -(torch.stack(log_pis) * advantage * mask).sum(0).mean(),
         "baseline": ((reward - baselines) ** 2 * mask).sum() / mask.sum(),
     }
+    if entropies and config.stop_entropy:
+        losses["entropy"] = -config.stop_entropy * torch.stack(entropies).sum(0).mean()
     if config.classifier_loss == "hybrid":
         logits = torch.stack(logits_t)
         ce = F.cross_entropy(logits.flatten(0, 1), label.repeat(len(logits)), reduction="none")
         losses["action"] = (ce * mask.flatten()).sum() / mask.sum()
-    return losses, correct.mean().item()
+    return losses, correct.mean().item(), mask.sum(0).mean().item()
 
 
 def halting_decisions(net: RecurrentAttentionModel, h: torch.Tensor, last: bool, device):
@@ -294,19 +301,20 @@ def make_optimizer(config: TrainConfig, model: RecurrentAttentionModel, steps_pe
 
 def update(
     model: torch.nn.Module, optimizer, scheduler, envs, images: np.ndarray, config: TrainConfig, device
-) -> tuple[float, float]:
-    """One gradient step on the summed loss of a batch of training images; returns (loss, fraction right).
+) -> tuple[float, float, float]:
+    """One gradient step on the summed loss of a batch of training images; returns (loss, fraction right, mean
+    glimpses per episode).
 
     Under torchrun ``images`` are this rank's slice and ``model`` the DistributedDataParallel wrapper, whose
     backward averages the gradients of all ranks: the step is the one a single process takes on the whole batch.
     """
-    terms, reward = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
+    terms, reward, glimpses = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
-    return loss.item(), reward
+    return loss.item(), reward, glimpses
 
 
 @dataclass
@@ -483,6 +491,7 @@ class Progress:
     best_val_error: float = float("inf")
     best_epoch: int = 0
     elapsed_seconds: float = 0.0
+    env_steps: int | None = None  # None: a checkpoint written before it was counted (every episode took n_glimpses)
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -515,6 +524,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     log = open_run_folder(run_dir, config, run.epoch if resume else None)
     net = distributed.wrap(model, device)
     episodes = steps_per_epoch * config.batch_size * config.train_rollouts  # per epoch, all ranks together
+    if run.env_steps is None:
+        run.env_steps = run.epoch * episodes * envs.unwrapped.config.n_glimpses
     model.train()
     while run.epoch < config.n_epochs and run.epoch - run.best_epoch < config.patience:
         if config.max_minutes is not None and run.elapsed_seconds >= 60 * config.max_minutes:
@@ -522,17 +533,18 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             break
         start = time.perf_counter()
         batches = rng.permutation(n_train)[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, -1)
-        loss, accuracy = train_epoch(net, optimizer, scheduler, envs, batches, config, device, run.epoch)
+        loss, accuracy, glimpses = train_epoch(net, optimizer, scheduler, envs, batches, config, device, run.epoch)
         train_seconds = distributed.maximum(time.perf_counter() - start)
         val_error = score_val(model, val_envs, config, device)
         seconds = distributed.maximum(time.perf_counter() - start)  # every rank must take the same stopping decision
         run.epoch, run.elapsed_seconds = run.epoch + 1, run.elapsed_seconds + seconds
+        run.env_steps += round(episodes * glimpses)
         improved = val_error < run.best_val_error
         if improved:
             run.best_val_error, run.best_epoch = val_error, run.epoch
         row = dict(
             epoch=run.epoch,
-            env_steps=run.epoch * episodes * envs.unwrapped.config.n_glimpses,
+            env_steps=run.env_steps,
             train_loss=loss,
             train_accuracy=100 * accuracy,
             val_error=val_error,
@@ -540,6 +552,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
             samples_per_second=episodes / train_seconds,
             epoch_seconds=seconds,
             elapsed_seconds=run.elapsed_seconds,
+            glimpses=glimpses if model.config.halting else None,
         )
         save_checkpoints(run_dir, config, model, optimizer, scheduler, rng, envs, device, run, improved)
         report_epoch(log, row, improved)
@@ -552,8 +565,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
 
 def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: TrainConfig, device, done: int):
     """One update per row of ``batches`` (global batches of image indices; each rank plays its slice), after
-    ``done`` finished epochs; returns the epoch's mean loss and accuracy (a fraction) over all ranks."""
-    losses, rewards = [], []
+    ``done`` finished epochs; returns the epoch's mean loss, accuracy (a fraction) and glimpses per episode over
+    all ranks."""
+    losses, rewards, glimpses = [], [], []
     bar = tqdm(
         batches,
         desc=f"epoch {done + 1}/{config.n_epochs}",
@@ -562,12 +576,14 @@ def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: Tr
         disable=None if distributed.is_main() else True,
     )
     for images in bar:
-        loss, reward = update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
+        loss, reward, taken = update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
         losses.append(loss)
         rewards.append(reward)
+        glimpses.append(taken)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", acc=f"{np.mean(rewards[-50:]):.3f}")
-    loss, accuracy = distributed.sum_arrays(np.array([np.mean(losses), np.mean(rewards)])) / distributed.world_size()
-    return float(loss), float(accuracy)
+    means = np.array([np.mean(losses), np.mean(rewards), np.mean(glimpses)])
+    loss, accuracy, taken = distributed.sum_arrays(means) / distributed.world_size()
+    return float(loss), float(accuracy), float(taken)
 
 
 def report_epoch(log: RunLog | None, row: dict[str, float], improved: bool) -> None:
@@ -575,9 +591,11 @@ def report_epoch(log: RunLog | None, row: dict[str, float], improved: bool) -> N
     if log is None:
         return
     log.write(**row)
+    glimpses = "" if row.get("glimpses") is None else f"glimpses {row['glimpses']:.2f}  "
     print(
         f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.2f}%  "
         f"val error {row['val_error']:.2f}%{' *' if improved else '  '}  lr {row['lr']:.2e}  "
+        f"{glimpses}"
         f"{row['epoch_seconds']:.1f}s  ({row['elapsed_seconds'] / 60:.1f} min)",
         flush=True,
     )
@@ -640,7 +658,7 @@ def resume_run(
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    run = Progress(**{f.name: state[f.name] for f in fields(Progress)})
+    run = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
     restore_rng(state["rng"], rng, envs, device)
     if state["config"].get("val_rollouts", 1) != config.val_rollouts and (run_dir / "best.pt").exists():
         run.best_val_error = score_val(load_model(run_dir / "best.pt", device)[0], val_envs, config, device)

@@ -24,6 +24,7 @@ METRICS = (
     "samples_per_second",  # training episodes per second of this round
     "epoch_seconds",
     "elapsed_seconds",
+    "glimpses",  # mean glimpses per training episode, where the agent decides when to answer (else empty)
 )
 # TensorBoard tag of each column; the step of every scalar is env_steps.
 TAGS = {
@@ -32,6 +33,7 @@ TAGS = {
     "val_error": "val/error",
     "lr": "train/lr",
     "samples_per_second": "perf/samples_per_second",
+    "glimpses": "train/glimpses",
 }
 
 

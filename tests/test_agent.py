@@ -64,7 +64,7 @@ def loss_terms(data_dir, **overrides):
     envs = reinforce.make_envs(config, "train", 16)
     envs.reset(seed=0)
     model = reinforce.make_model(config, envs)
-    terms, _ = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
+    terms, *_ = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
     return model, terms
 
 
@@ -157,7 +157,7 @@ def test_baseline_learns_to_predict_the_reward(data_dir):
     optimizer = torch.optim.Adam(model.baseliner.parameters(), lr=0.05)
     errors = []
     for _ in range(100):
-        terms, reward = reinforce.rollout_loss(model, envs, zeros, config, "cpu")
+        terms, reward, _ = reinforce.rollout_loss(model, envs, zeros, config, "cpu")
         assert reward == 1.0
         optimizer.zero_grad()
         terms["baseline"].backward()
@@ -330,7 +330,7 @@ def test_torch_backend_episodes_give_the_numpy_backends_losses_and_scores(data_d
     terms = []
     for envs in (numpy_envs, torch_envs):
         torch.manual_seed(0)
-        losses, reward = reinforce.rollout_loss(model, envs, np.arange(64), config, torch.device("cpu"))
+        losses, reward, _ = reinforce.rollout_loss(model, envs, np.arange(64), config, torch.device("cpu"))
         terms.append({**{k: v.item() for k, v in losses.items()}, "reward": reward})
     assert terms[0] == pytest.approx(terms[1], abs=1e-6)
     on_numpy = reinforce.evaluate(model, reinforce.make_envs(config, "val", 500), 10, "cpu", limit=300)

@@ -65,10 +65,11 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
 
 def test_train_and_evaluate_an_agent_that_answers_early(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = TINY + ["--answer", "any_step", "--glimpse-cost", "0.05", "--n-glimpses", "4", "--no-gif"]
-    assert train_agent.main(argv + ["--out", str(run)]) == 0
+    argv = TINY + ["--answer", "any_step", "--glimpse-cost", "0.05", "--n-glimpses", "4", "--stop-entropy", "0.02"]
+    assert train_agent.main(argv + ["--no-gif", "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["env_kwargs"]["answer"] == "any_step" and config["env_kwargs"]["glimpse_cost"] == 0.05
+    assert config["stop_entropy"] == 0.02
     assert "glimpses on average" in capsys.readouterr().out
     assert evaluate.main([str(run), "--limit", "100", "--test-rollouts", "2"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -71,6 +71,8 @@ def script(name: str, *argv, cwd: Path) -> subprocess.CompletedProcess:
         (["--glimpse-cost", "-0.5"], ["--glimpse-cost", "must be a finite number >= 0, got -0.5"]),
         (["--glimpse-cost", "cheap"], ["--glimpse-cost", "must be a number >= 0, got 'cheap'"]),
         (["--glimpse-cost", "0.1"], ["--glimpse-cost 0.1 needs --answer any_step"]),
+        (["--stop-entropy", "0.1"], ["--stop-entropy trains the stop policy, which only --answer any_step has"]),
+        (["--answer", "any_step", "--stop-entropy", "-1"], ["--stop-entropy", "must be a finite number >= 0, got -1"]),
     ],
 )
 def test_train_agent_names_a_bad_flag(argv, needles, capsys, tmp_path):

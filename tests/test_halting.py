@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents import reinforce
+from agents import reinforce, runlog
 from agents.ram import BatchPolicy, RAMConfig, RecurrentAttentionModel, to_tensor
 from agents.reinforce import TrainConfig
 
@@ -68,15 +68,16 @@ def test_each_halting_loss_term_trains_only_its_own_part(data_dir, classifier_lo
     model = halting_model(config, envs)
     with torch.no_grad():
         model.stopper.bias.fill_(0.0)  # stop half the time: episodes of every length
-    terms, _ = reinforce.rollout_loss(model, envs, np.arange(32), config, "cpu")
-    # The stop head learns from REINFORCE alone; the baseline from its squared error alone.
+    terms, *_ = reinforce.rollout_loss(model, envs, np.arange(32), config, "cpu")
+    # The stop head learns from REINFORCE and its entropy bonus alone; the baseline from its squared error alone.
     assert touched(model, terms["baseline"]) == {"baseliner"}
+    assert touched(model, terms["entropy"]) == {"stopper"}
     if classifier_loss == "hybrid":
-        assert set(terms) == {"action", "reinforce", "baseline"}
+        assert set(terms) == {"action", "reinforce", "baseline", "entropy"}
         assert touched(model, terms["reinforce"]) == {"locator", "stopper"}
         assert touched(model, terms["action"]) == {"classifier", "core", "what", "where"}
     else:  # pure RL: the sampled answers join the REINFORCE sum
-        assert set(terms) == {"reinforce", "baseline"}
+        assert set(terms) == {"reinforce", "baseline", "entropy"}
         assert touched(model, terms["reinforce"]) == {"locator", "stopper", "classifier", "core", "what", "where"}
 
 
@@ -85,8 +86,9 @@ def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_
     envs = reinforce.make_envs(config, "val", 16)  # val: the episode of an image is fixed, so it can be replayed
     model = halting_model(config, envs, stop_bias=1e4)
     steps = first_endings(envs)
-    terms, accuracy = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
+    terms, accuracy, glimpses = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
     assert len(steps) == 1 and steps[0][0].all()  # every episode ended on step 1: the batch stops stepping
+    assert glimpses == 1
     np.testing.assert_allclose(steps[0][1], steps[0][2] - COST)  # paid for one glimpse
     assert accuracy == pytest.approx(steps[0][2].mean())
     # The losses are those of the first glimpse alone.
@@ -109,7 +111,7 @@ def test_episodes_count_only_until_their_first_answer(data_dir, env_device):
         model.baseliner.weight.zero_()
         model.baseliner.bias.fill_(0.25)
     steps = first_endings(envs)
-    terms, accuracy = reinforce.rollout_loss(model, envs, np.arange(64), config, "cpu")
+    terms, accuracy, mean_glimpses = reinforce.rollout_loss(model, envs, np.arange(64), config, "cpu")
     n_glimpses = envs.unwrapped.config.n_glimpses
     assert len(steps) <= n_glimpses
     ended = np.array([terminated for terminated, _, _ in steps])  # (steps, envs)
@@ -121,8 +123,12 @@ def test_episodes_count_only_until_their_first_answer(data_dir, env_device):
     assert set(glimpses) == set(range(1, n_glimpses + 1))  # every length
     np.testing.assert_allclose(reward, correct - COST * glimpses)
     assert accuracy == pytest.approx(correct.mean())
+    assert mean_glimpses == pytest.approx(glimpses.mean())
     expected = sum(t * (r - 0.25) ** 2 for r, t in zip(reward, glimpses)) / glimpses.sum()
     assert terms["baseline"].item() == pytest.approx(expected, rel=1e-5)
+    # The entropy bonus: log 2 per stop decision taken at p = 1/2 (none on the last step, where the env answers).
+    decisions = np.minimum(glimpses, n_glimpses - 1)
+    assert terms["entropy"].item() == pytest.approx(-config.stop_entropy * np.log(2) * decisions.mean(), rel=1e-5)
 
 
 def test_scores_count_the_glimpses_of_each_first_answer(data_dir):
@@ -197,3 +203,13 @@ def test_a_short_run_with_a_glimpse_cost_learns_to_answer_earlier(data_dir):
     assert before == 6  # a new agent looks at every glimpse, as the fixed-budget agent does
     _, free = glimpses_after_training(data_dir, 0.0)
     assert with_cost < 4 and with_cost < free  # paying per glimpse, it answers earlier than one that does not pay
+
+
+def test_a_halting_run_logs_its_glimpses_and_counts_only_the_env_steps_taken(data_dir, tmp_path):
+    config = config_of(data_dir, n_epochs=2, train_images=128, eval_batch=250)
+    reinforce.train(config, tmp_path)
+    metrics = runlog.read_metrics(tmp_path)
+    glimpses, steps = np.array(metrics["glimpses"]), np.array(metrics["env_steps"])
+    assert ((1 <= glimpses) & (glimpses < 6)).all()  # a new agent answers early now and then
+    episodes = 128  # per epoch: 4 batches of 32
+    np.testing.assert_allclose(np.diff(steps, prepend=0), episodes * glimpses, rtol=1e-4)
