@@ -173,9 +173,10 @@ class BatchPolicy:
     ``policy(obs, first)`` returns ``dict(location=(N, 2), label=(N,))`` (and ``stop=(N,)`` for a halting
     network); ``first`` starts new episodes. :meth:`act` returns the same action together with the class logits it
     answered from (what scoring needs). Locations are the policy's means (``sample=False``) or Gaussian samples;
-    the stop flag is "answer if its probability exceeds 1/2" or a Bernoulli sample; the label is the arg-max.
-    The noise is drawn on the CPU (from ``generator``, a CPU generator) so that a seeded policy plays the
-    same episodes on any device: each step draws the locations' noise, then (halting) the stop flags'.
+    the label is the arg-max, and the stop flag "answer if its probability exceeds 1/2" either way: the stop
+    policy's randomness is there to explore in training (its entropy bonus keeps it away from 0 and 1), so
+    sampling it at test would only add wrong early answers. The noise is drawn on the CPU (from ``generator``, a
+    CPU generator) so that a seeded policy plays the same episodes on any device.
     """
 
     def __init__(
@@ -216,7 +217,5 @@ class BatchPolicy:
         logits = self.model.classify(h)
         action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
         if self.model.config.halting:
-            p = self.model.stop_policy(h).probs
-            threshold = torch.rand(p.shape, generator=self.generator).to(self.device) if self.sample else 0.5
-            action["stop"] = (p > threshold).long()
+            action["stop"] = (self.model.stop_policy(h).probs > 0.5).long()
         return (action if self.tensors else {k: v.cpu().numpy() for k, v in action.items()}), logits

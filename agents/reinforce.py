@@ -355,7 +355,7 @@ def score(
 ) -> Scores:
     """Play every image of the env's split exactly once, ``rollouts`` episodes each, class probabilities averaged.
 
-    ``sample``: locations (and stop flags) drawn from the policy (seeded) or its means (and "stop if p > 1/2");
+    ``sample``: locations drawn from the policy (seeded) or its means (stop flags: "stop if p > 1/2");
     None samples exactly when ``rollouts > 1``. A halting agent answers when it stops: each env's first ending
     counts, and what the env plays after it (its autoreset) is ignored. ``per_step`` (fixed-budget agents) also
     scores the answer the classifier gives after each glimpse.
@@ -385,8 +385,6 @@ def score(
         if k % world != rank:
             for _ in range(n_glimpses if policy.sample else 0):  # the draws the rank playing this chunk makes
                 torch.randn((envs.num_envs, 2), generator=generator)
-                if model.config.halting:
-                    torch.rand((envs.num_envs,), generator=generator)
             continue
         images = np.arange(start, min(start + chunk, n_images))
         padded = np.resize(images, envs.num_envs // rollouts)  # the env's batch is fixed: pad with repeats

@@ -139,13 +139,19 @@ def test_scores_count_the_glimpses_of_each_first_answer(data_dir):
         scores = reinforce.score(halting_model(config, envs, stop_bias=bias), envs, rollouts=4, limit=25)
         assert scores.correct.shape == (25,) and scores.glimpses.shape == (25, 4)
         assert (scores.glimpses == glimpses).all()
-    # Stopping half the time: mixed lengths, the same under a seed, and each image's answer is that of its episodes.
-    model = halting_model(config, envs, stop_bias=0.0)
+    # A stop head that turns on what it has seen: mixed lengths, the same under a seed.
+    model = halting_model(config, envs)
+    with torch.no_grad():
+        model.stopper.weight.normal_(0.0, 1.0)
+        model.stopper.weight[:, -2:] = 0.0  # on h_t alone, not the classifier's confidence (alike on every image)
+        model.stopper.bias.fill_(0.0)
     one, again = (reinforce.score(model, envs, 1, limit=40, sample=True, seed=3) for _ in range(2))
     np.testing.assert_array_equal(one.glimpses, again.glimpses)
     assert len(np.unique(one.glimpses)) > 2
-    means = reinforce.score(model, envs, 1, limit=40)  # "stop if p > 1/2" with p = 1/2: never stops
-    assert (means.glimpses == n_glimpses).all()
+    # The stop flag is "answer if p > 1/2" in both protocols: at p = 1/2 it never answers early.
+    for sample in (False, True):
+        never = reinforce.score(halting_model(config, envs, stop_bias=0.0), envs, 1, limit=40, sample=sample)
+        assert (never.glimpses == n_glimpses).all()
 
 
 def test_per_step_scores_end_with_the_answer_of_a_fixed_budget_agent(data_dir):
