@@ -210,7 +210,7 @@ def saved_settings(out: Path) -> dict | None:
     """The settings of the run in ``out``; None if it holds no checkpoint (no finished epoch) to build on."""
     ram = [n for n in ("last.pt", "best.pt") if (out / n).is_file()]
     sb3 = [n for n in ("model.zip", "best.zip") if (out / n).is_file()]
-    sb3 += [n for n in ("last", "best") if (out / n / "metadata.json").is_file()]  # RLlib's checkpoint folders
+    sb3 += [n for n in ("last", "best") if (out / n / "class_and_ctor_args.pkl").is_file()]  # RLlib checkpoints
     if not ram and not sb3:
         return None
     try:

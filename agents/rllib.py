@@ -102,8 +102,10 @@ def _check_positive(**values: Any) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _new_config(env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The config of a new run; ``settings`` holds train()'s arguments."""
+def _new_config(run_dir: Path, env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The config of a new run in ``run_dir``; ``settings`` holds train()'s arguments."""
+    if (run_dir / "last").exists() or (run_dir / "best").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or choose another run_dir")
     sb3.check_options("box", settings["reward"])
     graded = settings["reward"] == "graded"
     if graded:
@@ -253,14 +255,9 @@ def train(
         raise ValueError(f"num_env_runners must be an integer >= 0, got {num_env_runners!r}")
     run_dir = Path(run_dir)
     env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
-    if resume:
-        config, kept = _resumed(run_dir, env_kwargs)
-    else:
-        if (run_dir / "last").exists() or (run_dir / "best").exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or choose another run_dir")
-        settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, reward=reward)
-        settings.update(reward_options=reward_options, hyperparameters=hyperparameters, total_timesteps=total_timesteps)
-        config, kept = _new_config(env_kwargs, settings), []
+    settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, reward=reward)
+    settings.update(reward_options=reward_options, hyperparameters=hyperparameters, total_timesteps=total_timesteps)
+    config, kept = _resumed(run_dir, env_kwargs) if resume else (_new_config(run_dir, env_kwargs, settings), [])
     config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs), num_env_runners=num_env_runners)
     config.update(max_minutes=max_minutes)  # a resumed run may change all four
     val_env = sb3.make_task_vec(env_kwargs, int(config["eval_episodes"]), "val")
@@ -269,6 +266,13 @@ def train(
     _start_ray(ray_address, num_env_runners)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", config)
+    t0 = time.perf_counter()
+    steps = _run(config, run_dir, val_env, kept, resume, tensorboard)
+    return _summary(run_dir, steps, time.perf_counter() - t0)
+
+
+def _run(config, run_dir: Path, val_env, kept: list[dict[str, str]], resume: bool, tensorboard: bool) -> int:
+    """Build the Algorithm (from ``last/`` when resuming), train it, stop it. Returns the env steps done."""
     register_env(ENV_NAME, make_env)
     algo = algo_config(config).build_algo()
     runlog = RunLog(
@@ -279,13 +283,11 @@ def train(
             algo.restore_from_path(str((run_dir / "last").resolve()))
         else:
             _set_log_std(algo, LOG_STD_INIT)
-        t0 = time.perf_counter()
-        steps = _train_rounds(algo, config, run_dir, val_env, runlog, kept)
+        return _train_rounds(algo, config, run_dir, val_env, runlog, kept)
     finally:
         algo.stop()
         runlog.close()
         val_env.close()
-    return _summary(run_dir, steps, time.perf_counter() - t0)
 
 
 def _train_rounds(algo, config, run_dir: Path, val_env, runlog: RunLog, kept: list[dict[str, str]]) -> int:

@@ -66,6 +66,14 @@ def test_run_folder_follows_the_runlog_contract(run):
     assert all(b >= a > 0 for a, b in zip(m["elapsed_seconds"], m["elapsed_seconds"][1:]))
 
 
+def test_curves_draws_the_run_under_its_learner(run):
+    from agents import curves
+
+    by_steps, by_time = curves.figure([run]).axes
+    np.testing.assert_allclose(by_steps.get_lines()[0].get_xdata(), [BATCH, 2 * BATCH, 3 * BATCH])
+    assert [t.get_text() for t in by_time.get_legend().get_texts()] == ["run (RLlib rllib_ppo)"]
+
+
 def test_best_is_the_module_with_the_lowest_val_error_in_percent(rllib, run, data_dir):
     correct, _ = rllib.evaluate(run, split="val", data_dir=data_dir, limit=50)
     assert 100.0 * (1.0 - correct.mean()) == pytest.approx(min(read_metrics(run)["val_error"]))
@@ -144,6 +152,16 @@ def test_more_env_runners_than_cpus_is_refused_before_the_run_folder(rllib, tmp_
     with pytest.raises(ValueError, match="--num-env-runners 3 needs a CPU each; the Ray cluster has 2"):
         rllib.train(dict(TASK, data_dir=data_dir), tmp_path / "run", BATCH, num_env_runners=3, **RUN)
     assert not (tmp_path / "run").exists()
+
+
+def test_train_agent_trains_rllib_ppo_and_reports_the_test_error(rllib, capsys, tmp_path, data_dir):
+    argv = ["--algo", "rllib_ppo", "--total-timesteps", "2048", "--num-env-runners", "0", "--no-tensorboard"]
+    assert train_agent.main([*argv, "--data-dir", data_dir, "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"test error of best/: \d+\.\d\d% \(95% CI .*\) on 10000 images", out), out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["num_env_runners"] == 0
+    code, err = call(["--out", tmp_path / "run", "--resume", "--reward", "graded"], capsys)
+    assert code == 2 and "holds a run with --reward binary, not graded" in err, err
 
 
 def call(argv, capsys) -> tuple[int, str]:
