@@ -53,7 +53,10 @@ from agents.sb3_policy import BatchPolicy, play_episodes
 from agents.sb3_policy import policy_of as sb3_policy_of
 from ram_env.wrappers import check_graded_answer
 
-__all__ = ["ALGOS", "ENV_NAME", "HYPERPARAMS", "MODEL", "make_env", "train", "load", "policy_of", "evaluate"]
+__all__ = [
+    *("ALGOS", "ENV_NAME", "HYPERPARAMS", "GRADED_HYPERPARAMS", "MODEL", "LOG_STD_INIT"),
+    *("make_env", "algo_config", "train", "load", "ModulePredictor", "policy_of", "evaluate"),
+]
 
 ALGOS = ("rllib_ppo",)
 ENV_NAME = "ram_gym"
@@ -282,7 +285,7 @@ def _run(config, run_dir: Path, val_env, kept: list[dict[str, str]], resume: boo
         if resume:
             algo.restore_from_path(str((run_dir / "last").resolve()))
         else:
-            _set_log_std(algo, LOG_STD_INIT)
+            _set_log_std(algo, float(config["model"]["log_std_init"]))
         return _train_rounds(algo, config, run_dir, val_env, runlog, kept)
     finally:
         algo.stop()
