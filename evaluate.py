@@ -7,8 +7,9 @@
     python evaluate.py runs/MNIST-v0-ram-seed1 --gif episodes.gif     # a 5x5 grid of test episodes
     python evaluate.py runs/MNIST-v0-ram-seed1 --video videos/        # MP4s (needs: pip install -e '.[video]')
 
-Works on RAM agent checkpoints (``*.pt`` or a run folder) and Stable-Baselines3 runs (``--algo ppo|a2c|recurrent_ppo``
-run folders or their ``*.zip``); the checkpoint's config is all it needs.
+Works on RAM agent checkpoints (``*.pt`` or a run folder), Stable-Baselines3 runs (``--algo ppo|a2c|recurrent_ppo``
+run folders or their ``*.zip``) and RLlib runs (``--algo rllib_ppo`` run folders, scored without a Ray cluster);
+the checkpoint's config is all it needs.
 
 A RAM agent is scored under two protocols: the class probabilities of ``--test-rollouts`` episodes averaged (with
 one, the policy's mean locations), and one episode with sampled locations. An agent that answers when it stops
@@ -37,6 +38,16 @@ from ram_env.datasets import DatasetError
 PROG = "evaluate.py"
 EPISODES = 25  # episodes watched or recorded when --episodes is not given
 DEVICE = "cpu"  # evaluation runs alone: the CPU unless asked
+# Bad input, a missing optional package: one line, no traceback.
+EXPECTED_ERRORS = (
+    UsageError,
+    CheckpointError,
+    DatasetError,
+    OSError,
+    ValueError,
+    ImportError,
+    gym.error.DependencyNotInstalled,
+)
 
 
 def parser() -> cli.Parser:
@@ -79,6 +90,20 @@ def is_sb3(path: Path) -> bool:
     return False
 
 
+def library(path: Path):
+    """The module that loads and scores a library learner's run: ``agents.rllib`` or ``agents.sb3``."""
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    try:
+        rllib = json.loads(config.read_text()).get("learner") == "rllib"
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        rllib = False
+    if rllib:
+        from agents import rllib as runs
+    else:
+        from agents import sb3 as runs
+    return runs
+
+
 def check_flags(args, sb3: bool) -> None:
     """A flag that would be silently ignored is named instead."""
     watching = args.render or args.gif or args.video
@@ -91,7 +116,9 @@ def check_flags(args, sb3: bool) -> None:
         if not watching and key == "episodes":
             raise UsageError(f"{name} applies to --render, --gif and --video; to score fewer images use --limit")
         if sb3 and key in ("test_rollouts", "seed", "per_step", "device"):
-            raise UsageError(f"{name} applies to RAM agent checkpoints; an SB3 run plays one deterministic episode")
+            raise UsageError(
+                f"{name} applies to RAM agent checkpoints; an SB3 or RLlib run plays one deterministic episode"
+            )
 
 
 def check_sb3_task(path: Path) -> None:
@@ -107,11 +134,10 @@ def check_sb3_task(path: Path) -> None:
 def load_agent(args, sb3: bool):
     """The agent's task keywords (for GlimpseEnv) and its policy over batches of observations."""
     if sb3:
-        from agents import sb3 as sb3_runs
-
-        model, config = sb3_runs.load(args.checkpoint)
+        runs = library(args.checkpoint)
+        model, config = runs.load(args.checkpoint)
         kwargs = {k: v for k, v in config["env"].items() if k != "split"}
-        policy = sb3_runs.policy_of(model, config["algo"], kwargs)
+        policy = runs.policy_of(model, config["algo"], kwargs)
     else:
         from agents import reinforce
         from agents.ram import BatchPolicy
@@ -154,9 +180,8 @@ def score(args, sb3: bool) -> list[tuple[str, np.ndarray | None]]:
     """What was scored and the lines that report it: ``(description, correct flags)`` per protocol, then the
     glimpses used or the per-step errors as ``(line, None)``."""
     if sb3:
-        from agents import sb3 as sb3_runs
-
-        correct, config = sb3_runs.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
+        runs = library(args.checkpoint)
+        correct, config = runs.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
         return [(f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}", correct)]
 
     from agents import reinforce
@@ -213,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, CheckpointError, DatasetError, OSError, ValueError, gym.error.DependencyNotInstalled) as e:
+    except EXPECTED_ERRORS as e:
         return cli.fail(PROG, e)
     seconds = time.perf_counter() - start
     took = f" ({seconds:.0f}s)"  # on the first line, as before the second protocol was added

@@ -1,4 +1,4 @@
-"""Train an agent on a RAM task: the RAM agent (REINFORCE + learned baseline) or, with --algo, an SB3 algorithm.
+"""Train an agent on a RAM task: the RAM agent (REINFORCE + learned baseline) or, with --algo, an SB3 or RLlib one.
 
 The reference implementation's command lines work unchanged (its underscore spellings are aliases), e.g.
 
@@ -38,8 +38,8 @@ PRESETS = {
     "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25),
     "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25),
 }
-# Literal names, so that parsing imports no SB3; agents/sb3.py's registry holds what each one is.
-ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse")
+# Literal names, so that parsing imports no SB3 or Ray; agents/sb3.py and agents/rllib.py hold what each one is.
+ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse", "rllib_ppo")
 TASK_KEYS = (
     *("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start"),
     *("answer", "glimpse_cost"),
@@ -49,13 +49,28 @@ TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
     *("classifier_loss", "stop_entropy", "max_minutes", "train_images", "env_device"),
 )
-SB3_KEYS = ("total_timesteps", "n_envs", "reward")
-SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, "seed")
+SB3_KEYS = ("total_timesteps", "n_envs", "reward")  # RLlib's PPO takes them too
+RLLIB_KEYS = ("num_env_runners",)
+SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, *RLLIB_KEYS, "seed")
 # Settings a resumed run may change; every other one shapes the run and must stay what it was.
 MAY_CHANGE_ON_RESUME = (
     *("n_epochs", "patience", "val_rollouts", "max_minutes", "env_device", "total_timesteps", "n_envs"),
+    "num_env_runners",
 )
 SB3_TIMESTEPS = 200_000  # an SB3 run's default budget of env steps: this command line's choice
+RLLIB_ENV_RUNNERS = 1  # sampling in one process beside the learner's: this command line's choice
+LEARNERS = {
+    "ram": "the RAM agent (--algo ram)",
+    "sb3": "the SB3 algorithms (--algo ppo, a2c, recurrent_ppo, *_glimpse)",
+    "rllib": "RLlib (--algo rllib_ppo)",
+}
+# The learners that take each learner-specific flag; any other --algo refuses it rather than ignore it.
+FLAG_LEARNERS = {
+    **dict.fromkeys((*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), ("ram",)),
+    "max_minutes": ("ram", "rllib"),
+    **dict.fromkeys(SB3_KEYS, ("sb3", "rllib")),
+    **dict.fromkeys((*RLLIB_KEYS, "ray_address"), ("rllib",)),
+}
 
 
 def defaults() -> dict:
@@ -71,6 +86,7 @@ def defaults() -> dict:
         **{k: getattr(train, k) for k in (*TRAIN_KEYS, "seed")},
         "total_timesteps": SB3_TIMESTEPS,
         **{k: inspect.signature(sb3.train).parameters[k].default for k in ("n_envs", "reward")},
+        "num_env_runners": RLLIB_ENV_RUNNERS,
     }
 
 
@@ -81,11 +97,15 @@ def parser() -> cli.Parser:
     add(p, "algo", "learner", choices=ALGOS)
     add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
     add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
-    sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms)")
+    sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms) and RLlib")
     add(sb3, "total_timesteps", "env steps", type=positive_int)
-    add(sb3, "n_envs", "parallel envs", type=positive_int)
+    add(sb3, "n_envs", "parallel envs (rllib_ppo: per env runner)", type=positive_int)
     reward_help = "binary: the task's 0/1; graded: log-probability of the true class, shaped per step"
     add(sb3, "reward", reward_help, choices=["binary", "graded"])
+    rllib = p.add_argument_group("Ray RLlib (--algo rllib_ppo; pip install -e '.[rllib]')")
+    add(rllib, "num_env_runners", "env runner processes (0: sample in this one)", type=natural_int)
+    ray_help = "Ray cluster address, as for ray.init (default $RAY_ADDRESS, else a `ray start` one here, else local)"
+    flag(rllib, "ray_address", ray_help)
     run = p.add_argument_group("run")
     add(run, "seed", "random seed", type=natural_int)
     flag(run, "data_dir", "folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
@@ -144,7 +164,8 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
     stop_help = "answer any_step: weight of the stop policy's entropy, which keeps it trying early answers"
     add(agent, "stop_entropy", stop_help, type=cost)
-    add(agent, "max_minutes", "stop after the epoch that passes this much training time", "none", type=positive_float)
+    minutes_help = "stop after the epoch (rllib_ppo: the round) that passes this much training time"
+    add(agent, "max_minutes", minutes_help, "none", type=positive_float)
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
     add(agent, "env_device", env_help)
@@ -191,18 +212,19 @@ def saved_settings(out: Path) -> dict | None:
     """The settings of the run in ``out``; None if it holds no checkpoint (no finished epoch) to build on."""
     ram = [n for n in ("last.pt", "best.pt") if (out / n).is_file()]
     sb3 = [n for n in ("model.zip", "best.zip") if (out / n).is_file()]
+    sb3 += [n for n in ("last", "best") if (out / n / "class_and_ctor_args.pkl").is_file()]  # RLlib checkpoints
     if not ram and not sb3:
         return None
     try:
         config = json.loads((out / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"--out {out} holds {(ram + sb3)[0]} but no readable config.json ({e}); choose another --out")
-    s = {**defaults(), "files": ram or sb3, "resumable": "last.pt" in ram or "model.zip" in sb3}
+    s = {**defaults(), "files": ram or sb3, "resumable": bool({"last.pt", "model.zip", "last"} & {*ram, *sb3})}
     if sb3:
         env = config.get("env", {})
         task = {k: env.get(k, s[k]) for k in TASK_KEYS}
         return {**s, **task, "algo": config.get("algo"), "data": env.get("dataset", s["data"])} | {
-            k: config[k] for k in (*SB3_KEYS, "seed") if k in config
+            k: config[k] for k in (*SB3_KEYS, *RLLIB_KEYS, "max_minutes", "seed") if config.get(k) is not None
         }
     spec = gym.spec(config["env_id"]).kwargs if config.get("env_id") in gym.registry else {}
     task = {k: config.get("env_kwargs", {}).get(k, spec.get(k, s[k])) for k in TASK_KEYS}
@@ -229,7 +251,7 @@ def plan(args) -> tuple[dict, Path, bool]:
     if not saved["resumable"]:
         raise UsageError(f"--resume: {out} holds {saved['files'][0]} but no last.pt to continue; choose another --out")
     resumed = settings(args, saved)
-    foreign = SB3_KEYS if saved["algo"] == "ram" else (*MODEL_KEYS, *TRAIN_KEYS)
+    foreign = foreign_keys(saved["algo"])
     for key in ("algo", *SETTINGS):
         if key not in (*MAY_CHANGE_ON_RESUME, *foreign) and resumed[key] != saved[key]:
             name = "--" + key.replace("_", "-")
@@ -242,18 +264,25 @@ def plan(args) -> tuple[dict, Path, bool]:
     return resumed, out, True
 
 
+def learner_of(algo: str) -> str:
+    """``"ram"``, ``"sb3"`` or ``"rllib"``: the learner whose flags ``algo`` takes."""
+    return {"ram": "ram", "rllib_ppo": "rllib"}.get(algo, "sb3")
+
+
+def foreign_keys(algo: str) -> tuple[str, ...]:
+    """The learner-specific flags that ``algo`` would ignore."""
+    return tuple(k for k, learners in FLAG_LEARNERS.items() if learner_of(algo) not in learners)
+
+
 def check_flags_apply(args, s: dict) -> None:
-    """A flag of the other learner would be silently ignored: name it instead."""
-    given = [k for k in vars(args) if k in SETTINGS] + (["no_gif"] if args.no_gif else [])
-    if s["algo"] == "ram":
-        foreign, learner = SB3_KEYS, "the SB3 algorithms (--algo ppo, a2c, recurrent_ppo, *_glimpse)"
-    else:
-        foreign, learner = (*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), "the RAM agent (--algo ram)"
+    """A flag of another learner would be silently ignored: name it instead."""
+    given = [k for k in vars(args) if k in SETTINGS] + [k for k in ("no_gif", "ray_address") if getattr(args, k)]
     if "stop_entropy" in given and s["answer"] != "any_step":
         raise UsageError("--stop-entropy trains the stop policy, which only --answer any_step has")
-    wrong = [k for k in given if k in foreign]
+    wrong = [k for k in given if k in foreign_keys(s["algo"])]
     if wrong:
-        raise UsageError(f"--{wrong[0].replace('_', '-')} is a setting of {learner}, not of --algo {s['algo']}")
+        owners = " and ".join(LEARNERS[learner] for learner in FLAG_LEARNERS[wrong[0]])
+        raise UsageError(f"--{wrong[0].replace('_', '-')} is a setting of {owners}, not of --algo {s['algo']}")
 
 
 def ram_config(args, s: dict) -> TrainConfig:
@@ -326,6 +355,33 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
     print(f"test error of best.zip: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
 
 
+def train_rllib(args, s: dict, out: Path, resume: bool) -> None:
+    """Train RLlib's PPO into ``out`` (env runners on the Ray cluster); then score best/ on test, here."""
+    if (args.device or "cpu") != "cpu":
+        raise UsageError(f"--device {args.device}: rllib_ppo's learner runs on the CPU; drop --device")
+    from agents import rllib
+
+    task = dict(dataset=s["data"], data_dir=args.data_dir, **task_of(s)[1])
+    print(f"training {s['algo']} on {task} -> {out}", flush=True)
+    summary = rllib.train(
+        task,
+        out,
+        s["total_timesteps"],
+        seed=s["seed"],
+        resume=resume,
+        n_envs=s["n_envs"],
+        num_env_runners=s["num_env_runners"],
+        max_minutes=s["max_minutes"],
+        reward=s["reward"],
+        ray_address=args.ray_address,
+        tensorboard=not args.no_tensorboard,
+    )
+    correct, _ = rllib.evaluate(out, "test", args.data_dir)
+    err, low, high = error_with_interval(correct)
+    print(f"{s['algo']}: {summary}")
+    print(f"test error of best/: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
+
+
 def write_gif(model, config: TrainConfig, path: Path) -> None:
     """A 4x4 grid of the model's episodes on the first validation images."""
     from agents.ram import BatchPolicy
@@ -369,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         check_flags_apply(args, s)
         cli.check_device(s["env_device"], "--env-device", also=("auto", "numpy"))
         check_task(s)
-        (train_ram if s["algo"] == "ram" else train_sb3)(args, s, out, resume)
+        {"ram": train_ram, "rllib_ppo": train_rllib}.get(s["algo"], train_sb3)(args, s, out, resume)
     except KeyboardInterrupt:
         if distributed.is_main():
             print(f"\ninterrupted; continue with: {continue_command(command)}", file=sys.stderr)

@@ -20,10 +20,12 @@ from agents.runlog import read_metrics
 
 
 def label_of(run: Path) -> str:
-    """The run's folder name and what trained it (the RAM agent's task, or the SB3 algorithm)."""
+    """The run's folder name and what trained it (the RAM agent's task, or the SB3 or RLlib algorithm)."""
     path = Path(run) / "config.json"
     config = json.loads(path.read_text()) if path.is_file() else {}
-    if config.get("learner") == "sb3" or config.get("algo", "ram") != "ram":
+    if config.get("learner") == "rllib":
+        what = f"RLlib {config.get('algo', '?')}"
+    elif config.get("learner") == "sb3" or config.get("algo", "ram") != "ram":
         what = f"SB3 {config.get('algo', '?')}"
     else:
         what = f"RAM, {config.get('env_id', '?')}"
