@@ -67,7 +67,7 @@ LEARNERS = {
 # The learners that take each learner-specific flag; any other --algo refuses it rather than ignore it.
 FLAG_LEARNERS = {
     **dict.fromkeys((*MODEL_KEYS, *TRAIN_KEYS, "no_gif"), ("ram",)),
-    "max_minutes": ("ram", "rllib"),
+    "max_minutes": ("ram", "sb3", "rllib"),
     **dict.fromkeys(SB3_KEYS, ("sb3", "rllib")),
     **dict.fromkeys((*RLLIB_KEYS, "ray_address"), ("rllib",)),
 }
@@ -164,7 +164,7 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
     stop_help = "answer any_step: weight of the stop policy's entropy, which keeps it trying early answers"
     add(agent, "stop_entropy", stop_help, type=cost)
-    minutes_help = "stop after the epoch (rllib_ppo: the round) that passes this much training time"
+    minutes_help = "stop once this much training time has passed (ram: after that epoch; rllib_ppo: that round)"
     add(agent, "max_minutes", minutes_help, "none", type=positive_float)
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
@@ -348,6 +348,7 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
         n_envs=s["n_envs"],
         reward=s["reward"],
         tensorboard=not args.no_tensorboard,
+        max_minutes=s["max_minutes"],
     )
     correct, _ = sb3.evaluate(out, "test", args.data_dir)
     err, low, high = error_with_interval(correct)

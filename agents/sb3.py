@@ -416,6 +416,7 @@ def _run_callback(config, run_dir: Path, val_env, kept: list[dict[str, str]] | N
         rounds=rounds,
         elapsed=float(kept[-1]["elapsed_seconds"]) if kept else 0.0,
         best_val=min((float(r["val_error"]) for r in kept or []), default=float("inf")),
+        budget=60 * config["max_minutes"] if config.get("max_minutes") else float("inf"),
     )
 
 
@@ -439,6 +440,7 @@ def train(
     reward: str = "binary",
     reward_options: dict[str, Any] | None = None,
     tensorboard: bool = True,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` on the task ``env_kwargs`` (GlimpseEnv arguments, without ``split``) into ``run_dir``.
 
@@ -459,6 +461,7 @@ def train(
         :data:`GRADED_HYPERPARAMS` before ``hyperparameters``)
     :param reward_options: the graded reward's ``scale``, ``shaping`` and ``gamma``
     :param tensorboard: write TensorBoard events (RunLog's tags, and SB3's own in ``run_dir/sb3_0``)
+    :param max_minutes: stop once the run (earlier sessions included) has trained this long, evaluations included
     :return: summary: timesteps, training seconds, last and best val error (percent), last training
         accuracy (percent), paths
     """
@@ -474,7 +477,8 @@ def train(
         settings.update(hyperparameters=hyperparameters, total_timesteps=total_timesteps, n_envs=n_envs)
         config = _new_config(run_dir, algo, env_kwargs, settings)
         run_dir.mkdir(parents=True, exist_ok=True)
-    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs))  # a resumed run may change both
+    # a resumed run may change these three
+    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs), max_minutes=max_minutes)
     _write_json(run_dir / "config.json", config)
 
     action, grid = config.get("action", "box"), int(config.get("grid", 7))

@@ -36,6 +36,7 @@ class RunCallback(BaseCallback):
     :param rounds: rounds already written (a resumed run continues the count)
     :param elapsed: training seconds already spent by those rounds
     :param best_val: their lowest validation error (percent)
+    :param budget: training seconds (evaluations included, earlier sessions too) after which learning stops
     """
 
     def __init__(
@@ -49,12 +50,13 @@ class RunCallback(BaseCallback):
         rounds: int = 0,
         elapsed: float = 0.0,
         best_val: float = float("inf"),
+        budget: float = float("inf"),
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.algo, self.env_kwargs, self.val_env = algo, env_kwargs, val_env
         self.eval_every, self.runlog = eval_every, runlog
-        self.rounds, self.elapsed, self.best_val = rounds, elapsed, best_val
+        self.rounds, self.elapsed, self.best_val, self.budget = rounds, elapsed, best_val, budget
         self.last_steps = -1  # env steps of the last row written this session
         self.correct = self.episodes = 0
 
@@ -67,7 +69,7 @@ class RunCallback(BaseCallback):
             if done and "correct" in info:
                 self.episodes += 1
                 self.correct += bool(info["correct"])
-        return True
+        return self.elapsed + time.perf_counter() - self.round_start < self.budget  # False ends learn()
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_eval:

@@ -341,3 +341,13 @@ def test_score_log_std_init_sets_the_class_scores_noise_only(tmp_path, data_dir)
 
     fresh = PPO.load(tmp_path / "model.zip", device="cpu").policy.log_std.detach().numpy()
     assert fresh.shape == (12,) and np.all(fresh[:2] < -2.5) and np.all(fresh[2:] > -1.5)
+
+
+def test_max_minutes_stops_learning_once_the_budget_has_passed(tmp_path, data_dir):
+    budget = 0.02  # minutes: 1.2 s, far short of the 10**7 steps asked for
+    summary = _train("ppo", tmp_path, data_dir, steps=10**7, max_minutes=budget)
+    m = read_metrics(tmp_path)
+    assert summary["timesteps"] < 10**6 and m["env_steps"][-1] == summary["timesteps"]
+    assert 60 * budget <= m["elapsed_seconds"][-1] < 60 * budget + 30  # it stopped soon after, with a last round
+    assert json.loads((tmp_path / "config.json").read_text())["max_minutes"] == budget
+    assert (tmp_path / "best.zip").is_file()
