@@ -49,7 +49,7 @@ TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
     *("classifier_loss", "stop_entropy", "max_minutes", "train_images", "env_device"),
 )
-SB3_KEYS = ("total_timesteps", "n_envs", "reward")  # RLlib's PPO takes them too
+SB3_KEYS = ("total_timesteps", "n_envs", "reward", "eval_every")  # RLlib's PPO takes them too
 RLLIB_KEYS = ("num_env_runners",)
 SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, *RLLIB_KEYS, "seed")
 # Settings a resumed run may change; every other one shapes the run and must stay what it was.
@@ -87,6 +87,7 @@ def defaults() -> dict:
         "total_timesteps": SB3_TIMESTEPS,
         **{k: inspect.signature(sb3.train).parameters[k].default for k in ("n_envs", "reward")},
         "num_env_runners": RLLIB_ENV_RUNNERS,
+        "eval_every": None,
     }
 
 
@@ -100,6 +101,7 @@ def parser() -> cli.Parser:
     sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms) and RLlib")
     add(sb3, "total_timesteps", "env steps", type=positive_int)
     add(sb3, "n_envs", "parallel envs (rllib_ppo: per env runner)", type=positive_int)
+    add(sb3, "eval_every", "env steps between evaluation rounds", "total-timesteps / 20", type=positive_int)
     reward_help = "binary: the task's 0/1; graded: log-probability of the true class, shaped per step"
     add(sb3, "reward", reward_help, choices=["binary", "graded"])
     rllib = p.add_argument_group("Ray RLlib (--algo rllib_ppo; pip install -e '.[rllib]')")
@@ -349,6 +351,7 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
         reward=s["reward"],
         tensorboard=not args.no_tensorboard,
         max_minutes=s["max_minutes"],
+        eval_every=s["eval_every"],
     )
     correct, _ = sb3.evaluate(out, "test", args.data_dir)
     err, low, high = error_with_interval(correct)
@@ -373,6 +376,7 @@ def train_rllib(args, s: dict, out: Path, resume: bool) -> None:
         n_envs=s["n_envs"],
         num_env_runners=s["num_env_runners"],
         max_minutes=s["max_minutes"],
+        eval_every=s["eval_every"],
         reward=s["reward"],
         ray_address=args.ray_address,
         tensorboard=not args.no_tensorboard,

@@ -87,6 +87,7 @@ def table(points: list[Point]) -> str:
 def figure(points: list[Point], paper: dict[int, float] | None, title: str):
     """Error against mean glimpses: one line per kind of agent and protocol, the paper's budgets as crosses."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -108,6 +109,8 @@ def figure(points: list[Point], paper: dict[int, float] | None, title: str):
     ax.set_xlabel("glimpses per image (mean)")
     ax.set_ylabel("test error (%)")
     ax.set_yscale("log")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -175,10 +175,11 @@ def test_sb3_algorithms_run_from_the_command_line(data_dir, tmp_path, capsys, mo
     monkeypatch.setattr(sb3, "evaluate", lambda *a, **k: full(*a, **{**k, "limit": 100}))
     run = tmp_path / "ppo"
     # --resume of a folder with no model yet is a fresh start.
-    ppo = ["--algo", "ppo", "--total-timesteps", "1024", "--n-envs", "2", "--out", str(run)]
+    ppo = ["--algo", "ppo", "--total-timesteps", "1024", "--n-envs", "2", "--eval-every", "4096", "--out", str(run)]
     assert train_agent.main(ppo + ["--resume"]) == 0
     assert "test error of best.zip" in capsys.readouterr().out
-    assert (run / "best.zip").is_file() and json.loads((run / "config.json").read_text())["algo"] == "ppo"
+    config = json.loads((run / "config.json").read_text())
+    assert (run / "best.zip").is_file() and config["algo"] == "ppo" and config["eval_every"] == 4096
     assert evaluate.main([str(run), "--limit", "20"]) == 0
     assert "ppo on MNIST" in capsys.readouterr().out
 
