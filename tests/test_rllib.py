@@ -183,7 +183,7 @@ def call(argv, capsys) -> tuple[int, str]:
             ["--algo", "rllib_ppo", "--lr", "0.1"],
             "--lr is a setting of the RAM agent (--algo ram), not of --algo rllib",
         ),
-        (["--algo", "a2c", "--max-minutes", "1"], "--max-minutes is a setting of the RAM agent (--algo ram) and RLlib"),
+        (["--algo", "a2c", "--ray-address", "x:1"], "--ray-address is a setting of RLlib (--algo rllib_ppo), not of"),
         (["--algo", "rllib_ppo", "--device", "cuda"], "rllib_ppo's learner runs on the CPU"),
     ],
 )

@@ -95,7 +95,8 @@ def test_tensorboard_events_hold_the_runlog_tags(ppo_run):
     run_dir, _ = ppo_run
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert set(TAGS.values()) <= set(events.Tags()["scalars"])
+    # Every tag but the glimpses, which only the RAM agent that decides when to answer writes.
+    assert set(TAGS.values()) - {TAGS["glimpses"]} <= set(events.Tags()["scalars"])
     m = read_metrics(run_dir)
     val = events.Scalars("val/error")
     assert [e.step for e in val] == m["env_steps"]
