@@ -92,7 +92,7 @@ def figure(points: list[Point], paper: dict[int, float] | None, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
     for kind, color in (("fixed", "tab:blue"), ("stop", "tab:orange")):
         group = sorted((p for p in points if p.kind == kind), key=lambda p: p.glimpses)
         if not group:
@@ -109,11 +109,12 @@ def figure(points: list[Point], paper: dict[int, float] | None, title: str):
     ax.set_xlabel("glimpses per image (mean)")
     ax.set_ylabel("test error (%)")
     ax.set_yscale("log")
-    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 1.5, 2, 3, 4, 5, 7)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     return fig
 
