@@ -47,7 +47,7 @@ TASK_KEYS = (
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
-    *("classifier_loss", "stop_entropy", "max_minutes", "train_images", "env_device"),
+    *("classifier_loss", "stop_entropy", "label_entropy", "max_minutes", "train_images", "env_device"),
 )
 SB3_KEYS = ("total_timesteps", "n_envs", "reward", "eval_every")  # RLlib's PPO takes them too
 RLLIB_KEYS = ("num_env_runners",)
@@ -166,6 +166,8 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "classifier_loss", "hybrid: cross-entropy; reinforce: pure RL", choices=["hybrid", "reinforce"])
     stop_help = "answer any_step: weight of the stop policy's entropy, which keeps it trying early answers"
     add(agent, "stop_entropy", stop_help, type=cost)
+    label_help = "classifier-loss reinforce: weight of the sampled label's entropy, which keeps it off one class"
+    add(agent, "label_entropy", label_help, type=cost)
     minutes_help = "stop once this much training time has passed (ram: after that epoch; rllib_ppo: that round)"
     add(agent, "max_minutes", minutes_help, "none", type=positive_float)
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
@@ -281,6 +283,8 @@ def check_flags_apply(args, s: dict) -> None:
     given = [k for k in vars(args) if k in SETTINGS] + [k for k in ("no_gif", "ray_address") if getattr(args, k)]
     if "stop_entropy" in given and s["answer"] != "any_step":
         raise UsageError("--stop-entropy trains the stop policy, which only --answer any_step has")
+    if "label_entropy" in given and s["classifier_loss"] != "reinforce":
+        raise UsageError("--label-entropy weighs the sampled label of --classifier-loss reinforce (pure RL)")
     wrong = [k for k in given if k in foreign_keys(s["algo"])]
     if wrong:
         owners = " and ".join(LEARNERS[learner] for learner in FLAG_LEARNERS[wrong[0]])

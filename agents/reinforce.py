@@ -63,6 +63,10 @@ class TrainConfig:
     # answer="any_step": weight of the stop policy's entropy in the loss. Without it the stop head learns "never
     # answer early" while the classifier is still poor at early steps, and never tries again once it is good.
     stop_entropy: float = 0.01
+    # classifier_loss="reinforce": weight of the sampled label's entropy in the loss. Without it (and with 0.01) the
+    # label policy settled on one class within the first epoch on exp1, and a saturated softmax has no gradient
+    # left to leave it; with 0.05 it learned (results/notes.md).
+    label_entropy: float = 0.05
     seed: int = 1
     data_dir: str | None = None
     device: str = "auto"
@@ -166,6 +170,7 @@ def rollout_loss(
                 answer = Categorical(logits=logits)
                 label = sample_labels(answer, device)
                 log_pis.append(answer.log_prob(label))
+                label_entropy = answer.entropy().mean()
             action = {"location": env_array(envs, torch.zeros(n, 2, device=device)), "label": env_array(envs, label)}
         obs, reward, terminated, _, info = envs.step(action)
     assert terminated.all(), "every episode ends after n_glimpses steps"
@@ -178,6 +183,8 @@ def rollout_loss(
     }
     if config.classifier_loss == "hybrid":
         losses["action"] = F.cross_entropy(logits, torch.as_tensor(info["label"], device=device))
+    elif config.label_entropy:
+        losses["label_entropy"] = -config.label_entropy * label_entropy
     return losses, reward.mean().item(), float(n_glimpses)
 
 
@@ -213,7 +220,7 @@ def halting_rollout_loss(
         torch.zeros(n, device=device),
         torch.zeros_like(alive).long(),
     )
-    masks, log_pis, baselines, logits_t, entropies = [], [], [], [], []
+    masks, log_pis, baselines, logits_t, entropies, label_entropies = [], [], [], [], [], []
     for t in range(n_glimpses):
         h, state = model(*to_tensor(obs, device), state)
         masks.append(alive)
@@ -227,6 +234,7 @@ def halting_rollout_loss(
             labels = Categorical(logits=logits_t[-1])
             answer = sample_labels(labels, device)
             log_pi = log_pi + torch.where(stop, labels.log_prob(answer), 0.0)
+            label_entropies.append(labels.entropy() * (stop & alive))
         log_pis.append(log_pi)
         action = {"location": location, "label": answer, "stop": stop.long()}
         obs, r, terminated, _, info = envs.step({k: env_array(envs, v) for k, v in action.items()})
@@ -246,6 +254,8 @@ def halting_rollout_loss(
     }
     if entropies and config.stop_entropy:
         losses["entropy"] = -config.stop_entropy * torch.stack(entropies).sum(0).mean()
+    if label_entropies and config.label_entropy:  # pure RL: the label sampled where the episode answered
+        losses["label_entropy"] = -config.label_entropy * torch.stack(label_entropies).sum(0).mean()
     if config.classifier_loss == "hybrid":
         logits = torch.stack(logits_t)
         ce = F.cross_entropy(logits.flatten(0, 1), label.repeat(len(logits)), reduction="none")

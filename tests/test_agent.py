@@ -91,8 +91,11 @@ def test_each_loss_term_trains_only_its_own_part(data_dir, glimpse_net):
 
 def test_pure_rl_drops_cross_entropy_and_trains_the_classifier_by_reward(data_dir):
     model, terms = loss_terms(data_dir, classifier_loss="reinforce")
-    assert set(terms) == {"reinforce", "baseline"}
+    assert set(terms) == {"reinforce", "baseline", "label_entropy"}
     assert {"classifier", "locator"} <= touched(model, terms["reinforce"])
+    # The entropy bonus keeps the sampled label off one class: it reaches what computes the label, not the policy.
+    assert touched(model, terms["label_entropy"]) == {"classifier", "core", "what", "where"}
+    assert terms["label_entropy"].item() < 0
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 8, 8), (3, 1, 12, 12), (4, 1, 12, 12)])

@@ -72,6 +72,7 @@ def script(name: str, *argv, cwd: Path) -> subprocess.CompletedProcess:
         (["--glimpse-cost", "cheap"], ["--glimpse-cost", "must be a number >= 0, got 'cheap'"]),
         (["--glimpse-cost", "0.1"], ["--glimpse-cost 0.1 needs --answer any_step"]),
         (["--stop-entropy", "0.1"], ["--stop-entropy trains the stop policy, which only --answer any_step has"]),
+        (["--label-entropy", "0.1"], ["--label-entropy weighs the sampled label of --classifier-loss reinforce"]),
         (["--answer", "any_step", "--stop-entropy", "-1"], ["--stop-entropy", "must be a finite number >= 0, got -1"]),
     ],
 )

@@ -77,8 +77,9 @@ def test_each_halting_loss_term_trains_only_its_own_part(data_dir, classifier_lo
         assert touched(model, terms["reinforce"]) == {"locator", "stopper"}
         assert touched(model, terms["action"]) == {"classifier", "core", "what", "where"}
     else:  # pure RL: the sampled answers join the REINFORCE sum
-        assert set(terms) == {"reinforce", "baseline", "entropy"}
+        assert set(terms) == {"reinforce", "baseline", "entropy", "label_entropy"}
         assert touched(model, terms["reinforce"]) == {"locator", "stopper", "classifier", "core", "what", "where"}
+        assert touched(model, terms["label_entropy"]) == {"classifier", "core", "what", "where"}
 
 
 def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_dir):
