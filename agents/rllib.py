@@ -48,7 +48,7 @@ except ImportError as e:
     raise ImportError(f"--algo rllib_ppo needs Ray RLlib ({e}): install it with pip install -e '.[rllib]'") from None
 
 from agents import sb3
-from agents.runlog import RunLog, read_metrics, read_rows
+from agents.runlog import RunLog, read_rows, summary
 from agents.sb3_policy import BatchPolicy, play_episodes
 from agents.sb3_policy import policy_of as sb3_policy_of
 from ram_env.wrappers import check_graded_answer
@@ -271,7 +271,8 @@ def train(
     _write_json(run_dir / "config.json", config)
     t0 = time.perf_counter()
     steps = _run(config, run_dir, val_env, kept, resume, tensorboard)
-    return _summary(run_dir, steps, time.perf_counter() - t0)
+    last, best = run_dir / "last", run_dir / "best"
+    return summary("rllib_ppo", run_dir, steps, time.perf_counter() - t0, best=best, last=last)
 
 
 def _run(config, run_dir: Path, val_env, kept: list[dict[str, str]], resume: bool, tensorboard: bool) -> int:
@@ -349,22 +350,6 @@ def _save_algo(algo, path: str, rounds: int) -> None:
     """The whole Algorithm (learner, optimizer, runners' connectors) and the round it finished."""
     algo.save_to_path(path)
     (Path(path) / "ram_round.json").write_text(json.dumps({"epoch": rounds}) + "\n")
-
-
-def _summary(run_dir: Path, steps: int, session_seconds: float) -> dict[str, Any]:
-    m = read_metrics(run_dir)
-    return {
-        "algo": "rllib_ppo",
-        "run_dir": str(run_dir),
-        "timesteps": int(steps),
-        "elapsed_seconds": m["elapsed_seconds"][-1],
-        "session_seconds": round(session_seconds, 2),
-        "val_error": m["val_error"][-1],
-        "best_val_error": min(m["val_error"]),
-        "train_accuracy": m["train_accuracy"][-1],
-        "best": str(run_dir / "best"),
-        "last": str(run_dir / "last"),
-    }
 
 
 class ModulePredictor:

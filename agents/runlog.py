@@ -98,3 +98,20 @@ def read_metrics(run_dir: Path) -> dict[str, list[float]]:
     if not rows:
         raise ValueError(f"{path} holds no finished round yet")
     return {key: [float(r[key]) if r[key] not in ("", None) else math.nan for r in rows] for key in rows[0]}
+
+
+def summary(algo: str, run_dir: Path, timesteps: int, session_seconds: float, **paths: Path) -> dict:
+    """What a library learner's ``train`` returns: its steps and times, last and best val error, last training
+    accuracy (percents, from ``metrics.csv``) and the ``paths`` of its checkpoints."""
+    m = read_metrics(run_dir)
+    return {
+        "algo": algo,
+        "run_dir": str(run_dir),
+        "timesteps": int(timesteps),
+        "elapsed_seconds": m["elapsed_seconds"][-1],
+        "session_seconds": round(session_seconds, 2),
+        "val_error": m["val_error"][-1],
+        "best_val_error": min(m["val_error"]),
+        "train_accuracy": m["train_accuracy"][-1],
+        **{name: str(path) for name, path in paths.items()},
+    }

@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 
 import ram_env
-from agents.runlog import RunLog, read_metrics, read_rows
+from agents.runlog import RunLog, read_rows, summary
 from agents.sb3_callbacks import RunCallback
 from agents.sb3_features import EXTRACTORS
 from agents.sb3_policy import BatchPolicy, play_episodes, policy_of
@@ -498,23 +498,8 @@ def train(
     venv.close()
     val_env.close()
     callback.runlog.close()
-    return _summary(algo, run_dir, model.num_timesteps, time.perf_counter() - t0)
-
-
-def _summary(algo: str, run_dir: Path, timesteps: int, session_seconds: float) -> dict[str, Any]:
-    m = read_metrics(run_dir)
-    return {
-        "algo": algo,
-        "run_dir": str(run_dir),
-        "timesteps": int(timesteps),
-        "elapsed_seconds": m["elapsed_seconds"][-1],
-        "session_seconds": round(session_seconds, 2),
-        "val_error": m["val_error"][-1],
-        "best_val_error": min(m["val_error"]),
-        "train_accuracy": m["train_accuracy"][-1],
-        "model": str(run_dir / "model.zip"),
-        "best": str(run_dir / "best.zip"),
-    }
+    seconds = time.perf_counter() - t0
+    return summary(algo, run_dir, model.num_timesteps, seconds, model=run_dir / "model.zip", best=run_dir / "best.zip")
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -131,7 +131,9 @@ def test_max_minutes_stops_after_the_first_round(rllib, tmp_path, data_dir):
 
 def test_graded_run_trains_on_the_graded_reward_and_counts_right_answers(rllib, tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    rllib.train(dict(TASK, data_dir=data_dir), run_dir, BATCH, num_env_runners=0, reward="graded", **RUN)
+    summary = rllib.train(dict(TASK, data_dir=data_dir), run_dir, BATCH, num_env_runners=0, reward="graded", **RUN)
+    assert summary["best_val_error"] == min(read_metrics(run_dir)["val_error"])
+    assert (summary["best"], summary["last"]) == (str(run_dir / "best"), str(run_dir / "last"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["wrappers"][-1] == "GradedRewardWrapper" and config["hyperparameters"]["lambda_"] == 0.5
     accuracy = read_metrics(run_dir)["train_accuracy"][0]
