@@ -190,7 +190,7 @@ def rollout_loss(
 
 def halting_rollout_loss(
     model: torch.nn.Module, envs, indices: np.ndarray, config: TrainConfig, device
-) -> tuple[dict[str, torch.Tensor], float]:
+) -> tuple[dict[str, torch.Tensor], float, float]:
     """:func:`rollout_loss` on a task with early answers: each episode lasts the steps its halting policy chose.
 
     On each step ``t`` an episode still running draws "answer now" from the stop head (on step ``n_glimpses`` the
@@ -226,9 +226,9 @@ def halting_rollout_loss(
         masks.append(alive)
         baselines.append(net.baseline(h))
         logits_t.append(net.classify(h))
-        log_pi, stop, location = halting_decisions(net, h, t == n_glimpses - 1, device)
-        if t < n_glimpses - 1:
-            entropies.append(net.stop_policy(h).entropy() * alive)
+        log_pi, stop, location, entropy = halting_decisions(net, h, t == n_glimpses - 1, device)
+        if entropy is not None:
+            entropies.append(entropy * alive)
         answer = logits_t[-1].argmax(-1)
         if config.classifier_loss == "reinforce":
             labels = Categorical(logits=logits_t[-1])
@@ -246,35 +246,43 @@ def halting_rollout_loss(
         alive = alive & ~ended
         if not alive.any():
             break
-    mask, baselines = torch.stack(masks).float(), torch.stack(baselines)  # (T, N): the steps each episode took
-    advantage = (reward - baselines).detach()
-    losses = {
-        "reinforce": -(torch.stack(log_pis) * advantage * mask).sum(0).mean(),
-        "baseline": ((reward - baselines) ** 2 * mask).sum() / mask.sum(),
-    }
-    if entropies and config.stop_entropy:
-        losses["entropy"] = -config.stop_entropy * torch.stack(entropies).sum(0).mean()
-    if label_entropies and config.label_entropy:  # pure RL: the label sampled where the episode answered
-        losses["label_entropy"] = -config.label_entropy * torch.stack(label_entropies).sum(0).mean()
-    if config.classifier_loss == "hybrid":
-        logits = torch.stack(logits_t)
-        ce = F.cross_entropy(logits.flatten(0, 1), label.repeat(len(logits)), reduction="none")
-        losses["action"] = (ce * mask.flatten()).sum() / mask.sum()
+    mask = torch.stack(masks).float()  # (T, N): the steps each episode took
+    steps = dict(log_pi=log_pis, baseline=baselines, logits=logits_t, entropy=entropies, label_entropy=label_entropies)
+    losses = halting_losses({k: torch.stack(v) for k, v in steps.items() if v}, mask, reward, label, config)
     return losses, correct.mean().item(), mask.sum(0).mean().item()
 
 
+def halting_losses(steps: dict[str, torch.Tensor], mask, reward, label, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The loss terms of :func:`halting_rollout_loss` from its per-step tensors (``T`` first) and ``mask``."""
+    baselines = steps["baseline"]
+    losses = {
+        "reinforce": -(steps["log_pi"] * (reward - baselines).detach() * mask).sum(0).mean(),
+        "baseline": ((reward - baselines) ** 2 * mask).sum() / mask.sum(),
+    }
+    if "entropy" in steps and config.stop_entropy:
+        losses["entropy"] = -config.stop_entropy * steps["entropy"].sum(0).mean()
+    if "label_entropy" in steps and config.label_entropy:  # pure RL: the label sampled where the episode answered
+        losses["label_entropy"] = -config.label_entropy * steps["label_entropy"].sum(0).mean()
+    if config.classifier_loss == "hybrid":
+        logits = steps["logits"]
+        ce = F.cross_entropy(logits.flatten(0, 1), label.repeat(len(logits)), reduction="none")
+        losses["action"] = (ce * mask.flatten()).sum() / mask.sum()
+    return losses
+
+
 def halting_decisions(net: RecurrentAttentionModel, h: torch.Tensor, last: bool, device):
-    """One step's stop flags (bool) and next locations, with the log-probability of the decisions that were taken:
-    the stop flag, and the location where the episode looks again. On the last step the answer is forced."""
+    """One step's stop flags (bool) and next locations, with the log-probability of the decisions that were taken
+    (the stop flag, and the location where the episode looks again) and the stop policy's entropy. On the last
+    step the answer is forced: no decision, no entropy (None)."""
     policy = net.location_policy(h)
     location = sample_locations(policy, device)
     if last:
         stop = torch.ones(len(h), dtype=torch.bool, device=device)
-        return torch.zeros(len(h), device=device), stop, location.clamp(-1, 1)
+        return torch.zeros(len(h), device=device), stop, location.clamp(-1, 1), None
     halting = net.stop_policy(h)
     stop = sample_stops(halting, device)
     log_pi = halting.log_prob(stop.float()) + torch.where(stop, 0.0, policy.log_prob(location).sum(-1))
-    return log_pi, stop, location.clamp(-1, 1)
+    return log_pi, stop, location.clamp(-1, 1), halting.entropy()
 
 
 # The noise of a training batch is drawn for the global batch and sliced to this rank's rows, so that N ranks
