@@ -134,7 +134,9 @@ def parser() -> cli.Parser:
     p.add_argument("--task", choices=sorted(TASKS), default="MNIST", help="RAM/<task>-v0 (default MNIST)")
     p.add_argument("--minutes", type=cli.positive_float, default=10.0, help="training budget per learner (default 10)")
     p.add_argument("--jobs", type=cli.positive_int, default=1, help="learners trained side by side (default 1)")
-    p.add_argument("--only", nargs="+", choices=list(ENTRIES), help="these entries (default: all)")
+    p.add_argument(
+        "--only", nargs="+", choices=list(ENTRIES), metavar="ENTRY", help=f"these entries of {', '.join(ENTRIES)}"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/leaderboard"), help="default runs/leaderboard")
     return p
 
