@@ -306,7 +306,7 @@ def _train_rounds(algo, config, run_dir: Path, val_env, runlog: RunLog, kept: li
     next_eval = (steps // every + 1) * every
     correct = episodes = 0
     start = time.perf_counter()
-    while steps < total:
+    while steps < total and elapsed < budget:  # a resumed run may have spent its budget
         result = algo.train()
         runners, learner = result["env_runners"], result["learners"][DEFAULT_MODULE_ID]
         steps += int(runners.get("num_env_steps_sampled", 0))

@@ -491,7 +491,7 @@ def train(
     callback = _run_callback(config, run_dir, val_env, kept if resume else None, tensorboard)
     t0 = time.perf_counter()
     remaining = int(total_timesteps) - model.num_timesteps
-    if remaining > 0:
+    if remaining > 0 and callback.elapsed < callback.budget:  # a resumed run may have spent its budget
         model.learn(
             remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar, tb_log_name="sb3"
         )

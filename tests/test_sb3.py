@@ -352,3 +352,8 @@ def test_max_minutes_stops_learning_once_the_budget_has_passed(tmp_path, data_di
     assert 60 * budget <= m["elapsed_seconds"][-1] < 60 * budget + 30  # it stopped soon after, with a last round
     assert json.loads((tmp_path / "config.json").read_text())["max_minutes"] == budget
     assert (tmp_path / "best.zip").is_file()
+    # Resumed with its budget spent, the run learns nothing more and writes no row.
+    again = _train("ppo", tmp_path, data_dir, steps=10**7, max_minutes=budget, resume=True)
+    after = read_metrics(tmp_path)
+    assert again["timesteps"] == summary["timesteps"]
+    assert after["env_steps"] == m["env_steps"] and after["elapsed_seconds"] == m["elapsed_seconds"]
