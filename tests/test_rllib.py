@@ -127,6 +127,10 @@ def test_max_minutes_stops_after_the_first_round(rllib, tmp_path, data_dir):
         dict(TASK, data_dir=data_dir), tmp_path / "run", 100 * BATCH, num_env_runners=0, max_minutes=1e-9, **RUN
     )
     assert [int(r["env_steps"]) for r in rows(tmp_path / "run")] == [BATCH]
+    # Resumed with its budget spent, it learns nothing more and writes no row.
+    task, run = dict(TASK, data_dir=data_dir), tmp_path / "run"
+    rllib.train(task, run, 100 * BATCH, resume=True, num_env_runners=0, max_minutes=1e-9)
+    assert [int(r["env_steps"]) for r in rows(tmp_path / "run")] == [BATCH]
 
 
 def test_graded_run_trains_on_the_graded_reward_and_counts_right_answers(rllib, tmp_path, data_dir):
