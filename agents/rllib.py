@@ -25,6 +25,7 @@ the same history and action conversions, one deterministic episode per image.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -60,19 +61,22 @@ __all__ = [
 
 ALGOS = ("rllib_ppo",)
 ENV_NAME = "ram_gym"
-# SB3 ppo's settings (agents/sb3.py) in RLlib's names: one rollout of 2048 env steps, 4 epochs of 256.
+# SB3 ppo's settings (agents/sb3.PPO_SETTINGS, on sb3.train's default envs) in RLlib's names: one rollout of 2048
+# env steps, 4 epochs of 256.
+_PPO = sb3.PPO_SETTINGS
+_SB3_ENVS = inspect.signature(sb3.train).parameters["n_envs"].default
 HYPERPARAMS: dict[str, Any] = dict(
-    lr=3e-4,
-    train_batch_size_per_learner=2048,
-    minibatch_size=256,
-    num_epochs=4,
-    gamma=1.0,
-    lambda_=1.0,
-    clip_param=0.2,
+    lr=_PPO["learning_rate"],
+    train_batch_size_per_learner=_PPO["n_steps"] * _SB3_ENVS,
+    minibatch_size=_PPO["batch_size"],
+    num_epochs=_PPO["n_epochs"],
+    gamma=_PPO["gamma"],
+    lambda_=_PPO["gae_lambda"],
+    clip_param=_PPO["clip_range"],
     use_kl_loss=False,  # SB3's PPO has the clipped objective only
-    entropy_coeff=0.0,
-    vf_loss_coeff=0.5,
-    grad_clip=0.5,
+    entropy_coeff=_PPO["ent_coef"],
+    vf_loss_coeff=_PPO["vf_coef"],
+    grad_clip=_PPO["max_grad_norm"],
     grad_clip_by="global_norm",
 )
 # Separate policy and value networks of 256-256 ReLU units, and a state-independent log std started at
