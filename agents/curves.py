@@ -7,6 +7,11 @@ Stable-Baselines3 run share both axes: ``env_steps`` (env steps summed over envs
 learner has used) and ``elapsed_seconds`` (training time). Epochs are not shared, since the RAM agent's
 epoch and an SB3 evaluation round cover different numbers of steps; the first panel falls back to them
 only when no run records ``env_steps`` (run folders that predate the contract).
+
+``--reach ERROR`` prints, instead of drawing, when each run's val error first fell to ``ERROR`` percent or below
+(time to accuracy, e.g. to the reference implementation's test error):
+
+python -m agents.curves results/exp2 --reach 1.87
 """
 
 from __future__ import annotations
@@ -71,6 +76,25 @@ def figure(runs: list[Path]):
     return fig
 
 
+def time_to(run: Path, error: float) -> tuple[int, float, float] | None:
+    """The first row of ``run``'s metrics whose val error is at most ``error`` percent: (epoch, val error, training
+    minutes), or None if none is."""
+    m = read_metrics(run)
+    for epoch, val, seconds in zip(m["epoch"], m["val_error"], m["elapsed_seconds"]):
+        if val <= error:
+            return int(epoch), val, seconds / 60
+    return None
+
+
+def reach_line(run: Path, error: float) -> str:
+    """One line of ``--reach``: when ``run`` reached ``error``, or its best val error if it never did."""
+    found = time_to(run, error)
+    if found is None:
+        return f"{run}: val error never <= {error:g}% (best {min(read_metrics(run)['val_error']):g}%)"
+    epoch, val, minutes = found
+    return f"{run}: val error <= {error:g}% first at epoch {epoch} ({val:g}%), after {minutes:.1f} min of training"
+
+
 def plot(runs: list[Path], out: Path) -> Path:
     """Write :func:`figure` of ``runs`` to ``out``."""
     import matplotlib.pyplot as plt
@@ -86,9 +110,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path, nargs="+", help="run folders holding metrics.csv (and config.json)")
     p.add_argument("--out", type=Path, default=Path("curves.png"))
+    p.add_argument("--reach", type=float, metavar="ERROR", help="print when each val error first fell to ERROR %%")
     args = p.parse_args(argv)
     try:
-        print(f"wrote {plot(args.runs, args.out)}")
+        if args.reach is not None:
+            print("\n".join(reach_line(run, args.reach) for run in args.runs))
+        else:
+            print(f"wrote {plot(args.runs, args.out)}")
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     return 0

@@ -76,3 +76,17 @@ def test_missing_run_is_one_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         curves.main([str(tmp_path / "no-run"), "--out", str(tmp_path / "c.png")])
     assert "no metrics.csv in" in capsys.readouterr().err
+
+
+def test_reach_prints_the_first_epoch_at_or_below_the_error_and_its_minutes_and_draws_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    ram = _fake_ram_run(tmp_path / "ram")  # val error 40, 20, 13.3 after 12, 24, 36 s
+    assert curves.time_to(ram, 20.0) == (2, 20.0, 0.4)
+    assert curves.time_to(ram, 13.0) is None
+    assert curves.main([str(ram), "--reach", "25"]) == 0
+    assert capsys.readouterr().out == f"{ram}: val error <= 25% first at epoch 2 (20%), after 0.4 min of training\n"
+    assert curves.main([str(ram), "--reach", "10"]) == 0
+    assert capsys.readouterr().out == f"{ram}: val error never <= 10% (best 13.3333%)\n"
+    assert list(tmp_path.iterdir()) == [ram]  # no curves.png
