@@ -78,21 +78,31 @@ class GlimpseHistoryExtractor(BaseFeaturesExtractor):
         self.pool = pool
         self.gru = nn.GRU(code, code, batch_first=True) if pool == "gru" else None
 
-    def encode(self, glimpses: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
-        """The code of every slot, ``(N, n_glimpses, code)``, with the same weights for every slot."""
-        return self.encoder(glimpses, locations)
+    def encode(
+        self, glimpses: torch.Tensor, locations: torch.Tensor, taken: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The code of every slot, ``(N, n_glimpses, code)``, with the same weights for every slot.
+
+        :param taken: bool ``(N, n_glimpses)``; only these slots are encoded (the others' codes are zero),
+            which spares the encoder the empty half of an average history. None: every slot.
+        """
+        if taken is None:
+            return self.encoder(glimpses, locations)
+        codes = locations.new_zeros(*taken.shape, self.encoder.code)
+        codes[taken] = self.encoder(glimpses[taken], locations[taken])
+        return codes
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         step = obs["step"]
-        codes = self.encode(obs["glimpses"], obs["locations"])
         last = step.argmax(dim=1)  # slot of the latest glimpse
+        taken = torch.arange(step.shape[1], device=step.device)[None] <= last[:, None]
+        codes = self.encode(obs["glimpses"], obs["locations"], taken)
         if self.gru is not None:
             states, _ = self.gru(codes)  # causal: the state at `last` has seen slots 0 .. last only
             pooled = states[torch.arange(len(last), device=last.device), last]
         else:
-            taken = (torch.arange(step.shape[1], device=step.device)[None] <= last[:, None]).to(codes.dtype)
-            mean = (codes * taken[..., None]).sum(dim=1) / taken.sum(dim=1, keepdim=True)
-            top = (codes * taken[..., None]).max(dim=1).values  # codes are >= 0, so an empty slot never wins
+            mean = codes.sum(dim=1) / taken.sum(dim=1, keepdim=True).to(codes.dtype)
+            top = codes.max(dim=1).values  # codes are >= 0 and empty slots 0, so an empty slot never wins
             pooled = torch.cat([mean, top], dim=1)
         return torch.cat([pooled, step], dim=1)
 
