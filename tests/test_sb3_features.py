@@ -60,6 +60,15 @@ def test_features_ignore_the_slots_not_yet_filled(pool):
     assert not torch.allclose(extractor(obs), features)
 
 
+def test_encoding_only_the_slots_taken_gives_the_masked_codes_of_every_slot():
+    extractor = GlimpseHistoryExtractor(SPACE)
+    obs = _history(n=3, taken=2)
+    taken = torch.zeros(3, 6, dtype=torch.bool)
+    taken[:, :2] = True
+    every = extractor.encode(obs["glimpses"], obs["locations"])
+    torch.testing.assert_close(extractor.encode(obs["glimpses"], obs["locations"], taken), every * taken[..., None])
+
+
 def test_mean_max_features_do_not_depend_on_the_order_of_the_glimpses():
     extractor = GlimpseHistoryExtractor(SPACE, pool="mean_max")
     obs = _history(taken=4)
