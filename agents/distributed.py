@@ -18,6 +18,7 @@ import atexit
 import datetime
 import os
 import signal
+import threading
 
 import numpy as np
 import torch
@@ -66,16 +67,21 @@ def device(name: str = "auto") -> torch.device:
 
 
 def interrupt_once() -> None:
-    """Under torchrun, turn the first Ctrl-C into one KeyboardInterrupt and ignore the rest: the terminal signals every
-    process and torchrun signals its workers again, and a second interrupt would cut short the first one's handler
-    (the message that says how to continue)."""
+    """Turn the first stop request into one KeyboardInterrupt and ignore the rest, so that its handler (the message
+    that says how to continue) runs to the end: SIGTERM always (``kill``, a cluster's scheduler, torchrun stopping
+    its workers), and under torchrun Ctrl-C too, since the terminal signals every process and torchrun signals its
+    workers again."""
 
     def interrupt(signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (and receives the signals)
     if launched():
         signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def setup(name: str = "auto") -> torch.device:

@@ -114,7 +114,8 @@ def test_a_folder_without_a_finished_epoch_starts_afresh_and_resumes(data_dir, c
     assert (run / "metrics.csv").read_text().splitlines()[-1].startswith("2,")
 
 
-def test_ctrl_c_prints_the_command_that_continues_the_run(data_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_prints_the_command_that_continues_the_run(stop, data_dir, tmp_path):
     argv = [*TINY, "--out", "run"]
     p = subprocess.Popen(
         [sys.executable, str(ROOT / "train_agent.py"), *argv],
@@ -125,7 +126,7 @@ def test_ctrl_c_prints_the_command_that_continues_the_run(data_dir, tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert p.stdout.readline().startswith("training the RAM agent")
-    p.send_signal(signal.SIGINT)  # during the first epoch, or before it
+    p.send_signal(stop)  # during the first epoch, or before it
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in err, err
     command = shlex.split(err.split("continue with: ")[1])
