@@ -35,21 +35,12 @@ PROG = "train_agent.py"
 # The paper's four experiments: the registered task and the reference's policy std, plus the training settings of
 # a results row (README) that beats its target, so that `--preset expN` alone reproduces it. Those rows were trained
 # on two processes (torchrun --nproc_per_node 2): each rank plays its own stream of episodes.
+CONV_LSTM = dict(core="lstm", glimpse_net="conv", batch_size=256, lr=2e-3, val_rollouts=10)
 PRESETS = {
     "exp1": dict(data="MNIST", **TASKS["{D}"], std=0.15, n_epochs=200, val_rollouts=10),
-    "exp2": dict(
-        data="MNIST",
-        **TASKS["Translated{D}60"],
-        std=0.25,
-        core="lstm",
-        glimpse_net="conv",
-        batch_size=256,
-        lr=2e-3,
-        n_epochs=100,
-        val_rollouts=10,
-    ),
+    "exp2": dict(data="MNIST", **TASKS["Translated{D}60"], std=0.25, **CONV_LSTM, n_epochs=100),
     "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25),
-    "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25),
+    "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25, **CONV_LSTM, n_epochs=160),
 }
 # Literal names, so that parsing imports no SB3 or Ray; agents/sb3.py and agents/rllib.py hold what each one is.
 ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse", "rllib_ppo")
