@@ -95,6 +95,13 @@ def defaults() -> dict:
     }
 
 
+def n_envs_default() -> str:
+    """``--n-envs``'s default in words: it depends on the learner (agents/sb3.N_ENVS)."""
+    from agents import sb3
+
+    return ", ".join(f"{n} for {algo}" for algo, n in sb3.N_ENVS.items()) + f", else {sb3.DEFAULT_N_ENVS}"
+
+
 def parser() -> cli.Parser:
     p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     add = setting_adder(defaults())
@@ -102,12 +109,12 @@ def parser() -> cli.Parser:
     add(p, "algo", "learner", choices=ALGOS)
     add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
     add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
-    sb3 = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms) and RLlib")
-    add(sb3, "total_timesteps", "env steps", type=positive_int)
-    add(sb3, "n_envs", "parallel envs (rllib_ppo: per env runner)", type=positive_int)
-    add(sb3, "eval_every", "env steps between evaluation rounds", "total-timesteps / 20", type=positive_int)
+    libs = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms) and RLlib")
+    add(libs, "total_timesteps", "env steps", type=positive_int)
+    add(libs, "n_envs", "parallel envs (rllib_ppo: per env runner)", n_envs_default(), type=positive_int)
+    add(libs, "eval_every", "env steps between evaluation rounds", "total-timesteps / 20", type=positive_int)
     reward_help = "binary: the task's 0/1; graded: log-probability of the true class, shaped per step"
-    add(sb3, "reward", reward_help, choices=["binary", "graded"])
+    add(libs, "reward", reward_help, choices=["binary", "graded"])
     rllib = p.add_argument_group("Ray RLlib (--algo rllib_ppo; pip install -e '.[rllib]')")
     add(rllib, "num_env_runners", "env runner processes (0: sample in this one)", type=natural_int)
     ray_help = "Ray cluster address, as for ray.init (default $RAY_ADDRESS, else a `ray start` one here, else local)"

@@ -25,7 +25,6 @@ the same history and action conversions, one deterministic episode per image.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -61,10 +60,10 @@ __all__ = [
 
 ALGOS = ("rllib_ppo",)
 ENV_NAME = "ram_gym"
-# SB3 ppo's settings (agents/sb3.PPO_SETTINGS, on sb3.train's default envs) in RLlib's names: one rollout of 2048
-# env steps, 4 epochs of 256.
+# SB3 ppo's settings (agents/sb3.PPO_SETTINGS, on its default envs) in RLlib's names: one rollout of 2048 env
+# steps, 4 epochs of 256.
 _PPO = sb3.PPO_SETTINGS
-_SB3_ENVS = inspect.signature(sb3.train).parameters["n_envs"].default
+_SB3_ENVS = sb3.DEFAULT_N_ENVS
 HYPERPARAMS: dict[str, Any] = dict(
     lr=_PPO["learning_rate"],
     train_batch_size_per_learner=_PPO["n_steps"] * _SB3_ENVS,
@@ -228,7 +227,7 @@ def train(
     total_timesteps: int,
     seed: int = 1,
     resume: bool = False,
-    n_envs: int = 8,
+    n_envs: int | None = None,
     num_env_runners: int = 1,
     eval_episodes: int = 1000,
     *,
@@ -244,7 +243,7 @@ def train(
 
     :param total_timesteps: budget of environment steps (all envs together; an episode is ``n_glimpses``)
     :param resume: continue ``run_dir/last`` up to ``total_timesteps`` (rows after its round are dropped)
-    :param n_envs: envs stepped by each env runner
+    :param n_envs: envs stepped by each env runner (default :data:`agents.sb3.DEFAULT_N_ENVS`)
     :param num_env_runners: EnvRunner actors (separate processes, anywhere on the Ray cluster); 0 samples here
     :param eval_episodes: size of the fixed validation subset (images ``0 .. eval_episodes-1`` of ``val``)
     :param eval_every: env steps between evaluation rounds; default ``total_timesteps // 20``, at least one
@@ -257,6 +256,7 @@ def train(
     :param ray_address: the Ray cluster to run on (default: Ray's rules, else a local one)
     :return: summary: env steps, training seconds, last and best val error (percent), paths
     """
+    n_envs = sb3.DEFAULT_N_ENVS if n_envs is None else n_envs
     _check_positive(total_timesteps=total_timesteps, n_envs=n_envs, eval_episodes=eval_episodes)
     if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, int) or num_env_runners < 0:
         raise ValueError(f"num_env_runners must be an integer >= 0, got {num_env_runners!r}")

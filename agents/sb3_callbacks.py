@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -69,7 +70,15 @@ class RunCallback(BaseCallback):
             if done and "correct" in info:
                 self.episodes += 1
                 self.correct += bool(info["correct"])
-        return self.elapsed + time.perf_counter() - self.round_start < self.budget  # False ends learn()
+        return self.seconds_spent() < self.budget  # False ends learn()
+
+    def seconds_spent(self) -> float:
+        """Training seconds of the run so far, evaluations and earlier sessions included."""
+        return self.elapsed + time.perf_counter() - self.round_start
+
+    def budget_left(self) -> float:
+        """The fraction of the time budget not yet spent (1 without a budget)."""
+        return 1.0 if math.isinf(self.budget) else max(0.0, 1.0 - self.seconds_spent() / self.budget)
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_eval:

@@ -357,3 +357,50 @@ def test_max_minutes_stops_learning_once_the_budget_has_passed(tmp_path, data_di
     after = read_metrics(tmp_path)
     assert again["timesteps"] == summary["timesteps"]
     assert after["env_steps"] == m["env_steps"] and after["elapsed_seconds"] == m["elapsed_seconds"]
+
+
+def test_linear_lr_schedule_falls_with_the_steps_or_the_minutes_whichever_runs_out_first():
+    import pickle
+
+    assert sb3.LinearToBudget(1e-3)(0.5) == pytest.approx(5e-4)  # no clock: SB3's progress in steps alone
+    by_clock = sb3.LinearToBudget(1e-3, time_left=lambda: 0.25)
+    assert by_clock(0.5) == pytest.approx(2.5e-4) and by_clock(0.1) == pytest.approx(1e-4)
+    assert sb3.LinearToBudget(1e-3, time_left=lambda: 0.0)(0.9) == 0.0
+    saved = pickle.loads(pickle.dumps(by_clock))  # a saved model keeps the rate, not the run's clock
+    assert saved.time_left is None and saved(0.5) == pytest.approx(5e-4)
+
+
+def test_run_callback_budget_left_counts_earlier_sessions(tmp_path):
+    import time
+
+    from agents.sb3_callbacks import RunCallback
+
+    callback = RunCallback(tmp_path, "ppo", TASK, None, 512, None, elapsed=30.0, budget=120.0)
+    callback.round_start = time.perf_counter()
+    assert 0.74 < callback.budget_left() <= 0.75
+    assert RunCallback(tmp_path, "ppo", TASK, None, 512, None).budget_left() == 1.0  # no budget
+
+
+def test_linear_lr_schedule_anneals_a_training_run_to_zero(tmp_path, data_dir):
+    hp = dict(SMALL["ppo"], learning_rate=1e-3, lr_schedule="linear")
+    _train("ppo", tmp_path, data_dir, steps=2048, hyperparameters=hp)
+    lr = read_metrics(tmp_path)["lr"]
+    assert lr == sorted(lr, reverse=True) and lr[0] < 1e-3 and lr[-1] <= 1e-3 * 256 / 2048  # the last update's
+    with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'; choose one of constant, linear"):
+        _train("ppo", tmp_path / "bad", data_dir, steps=256, hyperparameters=dict(lr_schedule="cosine"))
+
+
+def test_ppo_glimpse_steps_64_envs_unless_told_and_the_others_8(tmp_path, data_dir):
+    one_rollout = dict(n_steps=1, batch_size=8, n_epochs=1)
+    for algo, envs in (("ppo_glimpse", 64), ("ppo", 8)):
+        sb3.train(
+            algo,
+            dict(TASK, data_dir=data_dir),
+            tmp_path / algo,
+            1,
+            eval_episodes=8,
+            hyperparameters=one_rollout,
+            progress_bar=False,
+            tensorboard=False,
+        )
+        assert json.loads((tmp_path / algo / "config.json").read_text())["n_envs"] == envs
