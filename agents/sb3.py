@@ -173,8 +173,8 @@ HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimps
 HYPERPARAMS["ppo_glimpse"].update(n_steps=32, learning_rate=4.5e-4, lr_schedule="linear", score_log_std_init=-1.2)
 HYPERPARAMS["ppo_glimpse"]["policy_kwargs"]["log_std_init"] = -1.9
 
-# Envs stepped as one batch when the caller names none: 64 envs step 1.3x faster than 8 in the glimpse PPO's
-# runs (its update is cheap enough for the rollout to count); the others keep 8.
+# Envs stepped as one batch when the caller names none: the glimpse PPO ran 1.3x the env steps a minute with 64
+# than with 8 (a wider batch makes each step of the rollout cheaper; results/notes.md); the others keep 8.
 N_ENVS: dict[str, int] = {"ppo_glimpse": 64}
 DEFAULT_N_ENVS = 8
 
