@@ -1,8 +1,8 @@
 """Training speed on two processes: ``torchrun --nproc_per_node 2`` against one process, one torch thread each.
 
-    python bench/bench_torchrun.py [--settings exp1 exp2] [--batch 512] [--updates 20] [--warmup 3]
+    python bench/bench_torchrun.py [--settings exp1 exp2] [--batch 512] [--updates 40] [--warmup 3] [--rounds 3]
 
-(MNIST from ``$RAM_DATA_DIR``, e.g. ``RAM_DATA_DIR=../shared/data``; about a minute.)
+(MNIST from ``$RAM_DATA_DIR``, e.g. ``RAM_DATA_DIR=../shared/data``; about two minutes.)
 
 For each setting (the paper's exp1 and exp2, as in ``bench/bench_train.py``) it starts, one after the other,
 ``python bench/bench_torchrun.py --worker SETTING`` (one process) and the same under
@@ -100,8 +100,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["exp1", "exp2"])
     p.add_argument("--batch", type=int, default=reinforce.TrainConfig().batch_size, help="global batch (default 512)")
-    p.add_argument("--updates", type=int, default=20)
+    p.add_argument("--updates", type=int, default=40)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="pairs of measurements per setting (default 3)")
     p.add_argument("--worker", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -110,13 +111,16 @@ def main() -> None:
     launchers = {"1 process": [sys.executable], "torchrun x2": [torchrun, "--standalone", "--nproc_per_node", "2"]}
     print(f"training samples/s, global batch {args.batch}, one torch thread per process, {os.cpu_count()} CPUs")
     for setting in args.settings:
-        one, two = (measure(launcher, setting, args) for launcher in launchers.values())
-        ratio = two["samples_per_second"] / one["samples_per_second"]
-        print(
-            f"  {setting}: 1 process {one['samples_per_second']:7.0f}/s ({one['update_ms']:.0f} ms an update)   "
-            f"torchrun x2 {two['samples_per_second']:7.0f}/s ({two['update_ms']:.0f} ms, of which a bare "
-            f"gradient all-reduce {two['allreduce_ms']:.1f} ms)   ratio {ratio:.2f}x"
-        )
+        ratios = []
+        for r in range(args.rounds):  # alternated, so that a machine that slows down or speeds up hits both alike
+            one, two = (measure(launcher, setting, args) for launcher in launchers.values())
+            ratios.append(two["samples_per_second"] / one["samples_per_second"])
+            print(
+                f"  {setting} round {r + 1}: 1 process {one['samples_per_second']:7.0f}/s ({one['update_ms']:.0f} ms "
+                f"an update)   torchrun x2 {two['samples_per_second']:7.0f}/s ({two['update_ms']:.0f} ms, of which a "
+                f"bare gradient all-reduce {two['allreduce_ms']:.1f} ms)   ratio {ratios[-1]:.2f}x"
+            )
+        print(f"  {setting}: median ratio {np.median(ratios):.2f}x over {args.rounds} rounds")
 
 
 if __name__ == "__main__":
