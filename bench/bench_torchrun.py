@@ -9,7 +9,8 @@ For each setting (the paper's exp1 and exp2, as in ``bench/bench_train.py``) it 
 ``torchrun --standalone --nproc_per_node 2`` (two ranks, gloo), each with one torch thread per process. A worker
 runs :func:`agents.reinforce.update` exactly as :func:`agents.reinforce.train` does (the global ``--batch`` split
 over the ranks, DistributedDataParallel averaging the gradients), times ``--updates`` updates after ``--warmup``,
-and reports training samples (images) per second. The two-rank worker also times a bare all-reduce of the
+and reports training samples (images) per second. The two runs alternate for ``--rounds`` pairs, and the
+median of the pairs' ratios is printed last. The two-rank worker also times a bare all-reduce of the
 network's gradients, to show how much of an update the communication costs.
 
 On a machine with two cores, two ranks can at best double the speed; other work on the machine lowers it.
