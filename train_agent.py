@@ -39,7 +39,7 @@ CONV_LSTM = dict(core="lstm", glimpse_net="conv", batch_size=256, lr=2e-3, val_r
 PRESETS = {
     "exp1": dict(data="MNIST", **TASKS["{D}"], std=0.15, n_epochs=200, val_rollouts=10),
     "exp2": dict(data="MNIST", **TASKS["Translated{D}60"], std=0.25, **CONV_LSTM, n_epochs=100),
-    "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25),
+    "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25, **CONV_LSTM, n_epochs=240),
     "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25, **CONV_LSTM, n_epochs=160),
 }
 # Literal names, so that parsing imports no SB3 or Ray; agents/sb3.py and agents/rllib.py hold what each one is.

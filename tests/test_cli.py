@@ -149,7 +149,7 @@ def test_help_shows_each_default_once_from_the_dataclasses(capsys):
         assert entry.count("default") == 1 and f"(default {value})" in entry, (flag, entry)
 
 
-@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp4"])
+@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp3", "exp4"])
 def test_preset_alone_trains_the_shipped_row_that_beats_its_target(experiment):
     args = train_agent.parser().parse_args(["--preset", experiment])
     config = asdict(train_agent.ram_config(args, train_agent.settings(args, train_agent.defaults())))
