@@ -29,7 +29,9 @@ one shared network (:mod:`agents.sb3_features`) instead of one weight per pixel 
 of the true class under the class scores, each step's prediction as potential-based shaping
 (:class:`~ram_env.wrappers.GradedRewardWrapper`), and trains with :data:`GRADED_HYPERPARAMS`
 (``gae_lambda=0.5``, so that the shaping reaches the advantages); training accuracy and val/test error
-still count right answers.
+still count right answers. ``ppo_glimpse`` then also sees the class scores it gave on the previous step
+(the hyperparameter ``observe_scores``, :class:`~ram_env.wrappers.LastScoresWrapper` on top of ``Flat``),
+which set the shaping's potential.
 
 A task with early answers (``answer="any_step"``, optionally ``glimpse_cost``) gives every action one more
 entry, the stop flag (:mod:`ram_env.wrappers`); envs that answer early restart alone, and evaluation
@@ -79,6 +81,7 @@ from ram_env.wrappers import (
     FlatActionWrapper,
     GlimpseHistoryWrapper,
     GradedRewardWrapper,
+    LastScoresWrapper,
     check_graded_answer,
 )
 
@@ -172,6 +175,9 @@ HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimps
 # locations' 0.15), and a larger step size that falls to 0 over the run's budget.
 HYPERPARAMS["ppo_glimpse"].update(n_steps=32, learning_rate=4.5e-4, lr_schedule="linear", score_log_std_init=-1.2)
 HYPERPARAMS["ppo_glimpse"]["policy_kwargs"]["log_std_init"] = -1.9
+# With the graded reward, the previous step's class scores in the observation (LastScoresWrapper): they set the
+# shaping's potential, so the critic can predict it (results/notes.md, "Toward 90%"). Dropped with the 0/1 reward.
+HYPERPARAMS["ppo_glimpse"]["observe_scores"] = True
 
 # Envs stepped as one batch when the caller names none: the glimpse PPO ran 1.3x the env steps a minute with 64
 # than with 8 (a wider batch makes each step of the rollout cheaper; results/notes.md); the others keep 8.
@@ -240,6 +246,7 @@ def _policy_name(algo: str) -> str:
 def _algo_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """Constructor kwargs from the JSON-able hyperparameters (activation names -> torch classes)."""
     kwargs = copy.deepcopy(hyperparameters)
+    kwargs.pop("observe_scores", None)  # the env's option (make_vec_env), not the algorithm's
     schedule = kwargs.pop("lr_schedule", "constant")  # set on the model by train(), which knows the budget
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
@@ -280,25 +287,32 @@ def make_env(
     grid: int = 7,
     reward: str = "binary",
     reward_options: dict[str, Any] | None = None,
+    observe_scores: bool = False,
 ) -> gym.Env:
     """A single env of ``split`` (``gym.make``), wrapped as ``algo`` sees it (module table).
 
     ``action="discrete"`` swaps the flat ``Box`` action for :class:`~ram_env.wrappers.DiscreteActionWrapper`
-    (a ``grid x grid`` lattice of locations plus a categorical label); ``reward="graded"`` adds
+    (a ``grid x grid`` lattice of locations plus a categorical label); ``observe_scores`` adds
+    :class:`~ram_env.wrappers.LastScoresWrapper` over the flat one, and ``reward="graded"``
     :class:`~ram_env.wrappers.GradedRewardWrapper` (with ``reward_options``) on top."""
-    _check_options(algo, action, reward)
+    _check_options(algo, action, reward, observe_scores)
     env = gym.make(task_env_id(env_kwargs), **task_kwargs(env_kwargs, split, data_dir))
     if base_algo(algo) == "recurrent_ppo":
         env = gym.wrappers.FlattenObservation(env)
     else:
         env = GlimpseHistoryWrapper(env, flatten=not _glimpse_history(algo))
     env = FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
+    env = LastScoresWrapper(env) if observe_scores else env
     return GradedRewardWrapper(env, **(reward_options or {})) if reward == "graded" else env
 
 
-def _check_options(algo: str, action: str, reward: str) -> None:
+def _check_options(algo: str, action: str, reward: str, observe_scores: bool = False) -> None:
     _check_algo(algo)
     check_options(action, reward)
+    if observe_scores and action != "box":
+        raise ValueError("observe_scores shows the class scores of the box action; it needs action='box'")
+    if observe_scores and algo == "recurrent_ppo_glimpse":
+        raise ValueError("observe_scores is not for recurrent_ppo_glimpse, whose extractor reads one glimpse")
 
 
 def make_task_vec(
@@ -323,9 +337,10 @@ def make_vec_env(
     grid: int = 7,
     reward: str = "binary",
     reward_options: dict[str, Any] | None = None,
+    observe_scores: bool = False,
 ) -> GlimpseSB3VecEnv:
     """``n_envs`` episodes of ``split`` as an SB3 ``VecEnv``, each seen as through :func:`make_env`'s wrappers."""
-    _check_options(algo, action, reward)
+    _check_options(algo, action, reward, observe_scores)
     venv = GlimpseSB3VecEnv(
         make_task_vec(env_kwargs, n_envs, split),
         history=base_algo(algo) != "recurrent_ppo",
@@ -334,6 +349,7 @@ def make_vec_env(
         flatten=not _glimpse_history(algo),
         reward=reward,
         reward_options=reward_options,
+        scores=observe_scores,
     )
     if seed is not None:
         venv.seed(seed)
@@ -376,7 +392,10 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         hp.pop("score_log_std_init", None)  # a default of the box action's class scores, which this one lacks
     if settings["reward"] == "graded":
         hp.update(GRADED_HYPERPARAMS)
+    else:
+        hp.pop("observe_scores", None)  # a default for the graded reward's shaping (HYPERPARAMS)
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
+    _check_options(algo, settings["action"], settings["reward"], bool(hp.get("observe_scores")))
     total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
     return {
@@ -392,18 +411,19 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         "grid": int(settings["grid"]),
         "reward": settings["reward"],
         "reward_options": dict(settings["reward_options"] or {}),
-        "wrappers": _wrapper_names(algo, settings["action"], settings["reward"]),
+        "wrappers": _wrapper_names(algo, settings["action"], settings["reward"], bool(hp.get("observe_scores"))),
         "stable_baselines3": stable_baselines3.__version__,
     }
 
 
-def _wrapper_names(algo: str, action: str, reward: str) -> list[str]:
+def _wrapper_names(algo: str, action: str, reward: str, observe_scores: bool) -> list[str]:
     """The wrappers of :func:`make_env`, innermost first (what the learner's env is, in the config)."""
     if base_algo(algo) == "recurrent_ppo":
         names = ["FlattenObservation"]
     else:
         names = ["GlimpseHistoryWrapper" if not _glimpse_history(algo) else "GlimpseHistoryWrapper(flatten=False)"]
     names.append("FlatActionWrapper" if action == "box" else "DiscreteActionWrapper")
+    names += ["LastScoresWrapper"] if observe_scores else []
     return names + (["GradedRewardWrapper"] if reward == "graded" else [])
 
 
@@ -490,7 +510,8 @@ def train(
         rollout
     :param hyperparameters: overrides of :data:`HYPERPARAMS[algo]` (``policy_kwargs`` replaced whole);
         ``score_log_std_init`` (box actions) gives the class scores their own initial log standard deviation;
-        ``lr_schedule`` is ``"constant"`` or ``"linear"`` (:class:`LinearToBudget`)
+        ``lr_schedule`` is ``"constant"`` or ``"linear"`` (:class:`LinearToBudget`); ``observe_scores`` shows
+        the class scores of the previous step (:class:`~ram_env.wrappers.LastScoresWrapper`)
     :param progress_bar: SB3's progress bar
     :param action: ``"box"`` (:class:`FlatActionWrapper`, the default) or ``"discrete"``
         (:class:`DiscreteActionWrapper` with a ``grid x grid`` lattice)
@@ -522,7 +543,8 @@ def train(
 
     action, grid = config.get("action", "box"), int(config.get("grid", 7))
     rewards = dict(reward=config.get("reward", "binary"), reward_options=config.get("reward_options"))
-    venv = make_vec_env(algo, env_kwargs, n_envs, "train", action=action, grid=grid, **rewards)
+    scores = bool(config["hyperparameters"].get("observe_scores"))
+    venv = make_vec_env(algo, env_kwargs, n_envs, "train", action=action, grid=grid, observe_scores=scores, **rewards)
     model = _model(config, run_dir, venv, device, tensorboard, verbose)
     kept = _rounds_kept(run_dir, model.num_timesteps) if resume else []
     venv.seed(int(config["seed"]) + model.num_timesteps)

@@ -11,7 +11,8 @@ steps taken:
 | :class:`GlimpseStepExtractor`    | ``FlattenObservation`` (glimpse, location) | the current glimpse's code        |
 
 The history's steps are pooled by ``pool="mean_max"`` (the masked mean and max of their codes: order-free)
-or ``pool="gru"`` (a GRU's state after the latest glimpse: in order); the step one-hot is appended. An
+or ``pool="gru"`` (a GRU's state after the latest glimpse: in order); the step one-hot is appended, and the
+previous step's class scores where the observation holds them (``LastScoresWrapper``). An
 LSTM policy (``RecurrentPPO``) keeps the earlier glimpses in its own state, so it needs the current one only.
 
 :data:`EXTRACTORS` names them, so that a run's JSON config can choose one.
@@ -53,26 +54,25 @@ class GlimpseEncoder(nn.Module):
 
 
 class GlimpseHistoryExtractor(BaseFeaturesExtractor):
-    """Features of the glimpse history (``glimpses``, ``locations``, ``step``): each glimpse taken is
-    encoded by one shared :class:`GlimpseEncoder`; the slots not yet filled are left out.
+    """Features of the glimpse history (``glimpses``, ``locations``, ``step``, and ``scores`` if present): each
+    glimpse taken is encoded by one shared :class:`GlimpseEncoder`; the slots not yet filled are left out.
 
-    :param observation_space: :func:`~ram_env.wrappers.history_space` with ``flatten=False``
+    :param observation_space: :func:`~ram_env.wrappers.history_space` with ``flatten=False``, or that with the
+        previous step's scores (:func:`~ram_env.wrappers.last_scores_space`)
     :param hidden: width of the encoder's "what" and "where" layers
     :param code: size of one glimpse's code
     :param pool: ``"mean_max"`` (order-free, plus the step) or ``"gru"`` (in order)
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, hidden: int = 128, code: int = 256, pool="mean_max"):
-        if not isinstance(observation_space, gym.spaces.Dict) or set(observation_space.spaces) != {
-            "glimpses",
-            "locations",
-            "step",
-        }:
+        keys = set(observation_space.spaces) if isinstance(observation_space, gym.spaces.Dict) else set()
+        if keys not in ({"glimpses", "locations", "step"}, {"glimpses", "locations", "step", "scores"}):
             raise ValueError(f"expected GlimpseHistoryWrapper(flatten=False)'s Dict space, got {observation_space}")
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
         n_glimpses, *glimpse_shape = observation_space["glimpses"].shape
-        features = (2 * code if pool == "mean_max" else code) + n_glimpses
+        n_scores = observation_space["scores"].shape[0] if "scores" in keys else 0
+        features = (2 * code if pool == "mean_max" else code) + n_glimpses + n_scores
         super().__init__(observation_space, features)
         self.encoder = GlimpseEncoder(int(np.prod(glimpse_shape)), hidden, code)
         self.pool = pool
@@ -104,7 +104,7 @@ class GlimpseHistoryExtractor(BaseFeaturesExtractor):
             mean = codes.sum(dim=1) / taken.sum(dim=1, keepdim=True).to(codes.dtype)
             top = codes.max(dim=1).values  # codes are >= 0 and empty slots 0, so an empty slot never wins
             pooled = torch.cat([mean, top], dim=1)
-        return torch.cat([pooled, step], dim=1)
+        return torch.cat([pooled, step, *([obs["scores"]] if "scores" in obs else [])], dim=1)
 
 
 class GlimpseStepExtractor(BaseFeaturesExtractor):

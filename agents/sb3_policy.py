@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from ram_env import TaskConfig
-from ram_env.wrappers import GlimpseHistory, flatten_native_obs, to_native_action
+from ram_env.wrappers import GlimpseHistory, LastScores, flatten_native_obs, to_native_action
 
 BatchPolicy = Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]
 
@@ -30,35 +30,48 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
     history), which is all :func:`play_episodes` needs.
 
     :param algo: ``"recurrent_ppo"`` and ``"recurrent_ppo_glimpse"`` carry the LSTM state; the others see
-        the glimpse history (flat, or the ``Dict`` when the model's observation space is one)
+        the glimpse history (flat, or the ``Dict`` when the model's observation space is one), and the
+        previous step's class scores where the model's observation space holds them (``LastScoresWrapper``)
     :param env_kwargs: the task's arguments (for ``n_glimpses``)
     """
     task = TaskConfig.from_kwargs({k: v for k, v in env_kwargs.items() if k != "render_mode"})
     n_glimpses, stop = task.n_glimpses, task.answer == "any_step"
-    state: dict[str, Any] = {"history": None, "lstm": None}
+    space = model.observation_space
+    state: dict[str, Any] = {"history": None, "lstm": None, "last": None}
 
     def policy(obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
         n = len(obs["location"])
+        start = bool(first or state["last"] is None or len(state["last"].scores) != n)
         if algo.startswith("recurrent_ppo"):
-            start = bool(first or state["lstm"] is None)
-            action, state["lstm"] = model.predict(
-                flatten_native_obs(obs),
-                state=None if start else state["lstm"],
-                episode_start=np.full(n, start),
-                deterministic=True,
-            )
+            seen = flatten_native_obs(obs)
         else:
-            history = state["history"]
-            if first or history is None or len(history.count) != n:
-                history = state["history"] = GlimpseHistory(n_glimpses, obs["glimpse"].shape[1:], num_envs=n)
-                history.start(obs)
+            if start:
+                state["history"] = GlimpseHistory(n_glimpses, obs["glimpse"].shape[1:], num_envs=n)
+                state["history"].start(obs)
             else:
-                history.add(obs)
-            seen = history.dict() if isinstance(model.observation_space, gym.spaces.Dict) else history.flat()
+                state["history"].add(obs)
+            seen = state["history"].dict() if isinstance(space, gym.spaces.Dict) else state["history"].flat()
+        if start:
+            state["last"] = LastScores(scores_seen(space, seen), n)
+        if state["last"].scores.shape[1]:
+            seen = state["last"].observe(seen)
+        if algo.startswith("recurrent_ppo"):
+            lstm = None if start else state["lstm"]
+            action, state["lstm"] = model.predict(seen, lstm, episode_start=np.full(n, start), deterministic=True)
+        else:
             action, _ = model.predict(seen, deterministic=True)
+        state["last"].record(action)
         return to_native_action(action, model.action_space, stop)
 
     return policy
+
+
+def scores_seen(space: gym.Space, seen) -> int:
+    """How many class scores of the previous step a model with observation ``space`` sees besides ``seen``,
+    the observation without them (a ``scores`` key, or entries appended to a flat one)."""
+    if isinstance(space, gym.spaces.Dict):
+        return space["scores"].shape[0] if "scores" in space.spaces else 0
+    return space.shape[0] - seen.shape[1]
 
 
 def play_episodes(

@@ -19,11 +19,13 @@ from ram_env.wrappers import (
     REWARDS,
     GlimpseHistory,
     GradedReward,
+    LastScores,
     check_graded_answer,
     discrete_action_space,
     flat_action_space,
     flatten_native_obs,
     history_space,
+    last_scores_space,
     task_labels,
     to_native_action,
 )
@@ -58,6 +60,8 @@ class GlimpseSB3VecEnv(VecEnv):
     (``[...]``: the stop entry, exactly when the task has ``answer="any_step"``.) ``reward="graded"`` pays
     what ``GradedRewardWrapper`` pays (``box`` actions and ``answer="last_step"`` only), through the same
     :class:`~ram_env.wrappers.GradedReward`; ``info["episode"]["r"]`` is then the episode's return.
+    ``scores=True`` adds the previous step's class scores to the observation, as ``LastScoresWrapper`` does
+    (``box`` actions only), through the same :class:`~ram_env.wrappers.LastScores`.
 
     Envs whose episode ends on a step are reset within that step, as SB3 expects of a ``VecEnv`` (the native
     vector env would restart them on the next one): the observation returned is the new episode's first,
@@ -74,6 +78,7 @@ class GlimpseSB3VecEnv(VecEnv):
     :param flatten: with ``history``, a flat ``Box`` (``MlpPolicy``) rather than a ``Dict``
     :param reward: ``"binary"`` (the env's 0/1) or ``"graded"``
     :param reward_options: ``GradedReward``'s ``scale``, ``shaping``, ``gamma``
+    :param scores: show the class scores of the previous step (``LastScoresWrapper``)
     """
 
     def __init__(
@@ -85,8 +90,11 @@ class GlimpseSB3VecEnv(VecEnv):
         flatten: bool = True,
         reward: str = "binary",
         reward_options: dict[str, Any] | None = None,
+        scores: bool = False,
     ):
         check_options(action, reward)
+        if scores and action != "box":
+            raise ValueError("scores=True shows the class scores of the box action; it needs action='box'")
         if reward == "graded":
             check_graded_answer(venv.config.answer)
         self.venv = venv
@@ -100,12 +108,15 @@ class GlimpseSB3VecEnv(VecEnv):
             if reward == "graded"
             else None
         )
+        self.last = LastScores(n_classes, venv.num_envs) if scores else None
         self.returns = np.zeros(venv.num_envs)
         observation_space = (
             history_space(glimpse_shape, self.n_glimpses, flatten)
             if history
             else gym.spaces.flatten_space(venv.single_observation_space)
         )
+        if scores:
+            observation_space = last_scores_space(observation_space, n_classes)
         action_space = (
             flat_action_space(n_classes, self.stop)
             if action == "box"
@@ -118,8 +129,10 @@ class GlimpseSB3VecEnv(VecEnv):
 
     def _observe(self, native: dict[str, np.ndarray]):
         if self.history is None:
-            return flatten_native_obs(native)
-        return self.history.dict() if isinstance(self.observation_space, gym.spaces.Dict) else self.history.flat()
+            obs = flatten_native_obs(native)
+        else:
+            obs = self.history.dict() if isinstance(self.observation_space, gym.spaces.Dict) else self.history.flat()
+        return obs if self.last is None else self.last.observe(obs)
 
     def reset(self) -> np.ndarray:
         native, info = self.venv.reset(seed=self._seeds[0])
@@ -128,6 +141,8 @@ class GlimpseSB3VecEnv(VecEnv):
         self.returns[:] = 0.0
         if self.graded is not None:
             self.graded.start(info["index"])
+        if self.last is not None:
+            self.last.start()
         if self.history is not None:
             self.history.start(native)
         return self._observe(native)
@@ -142,6 +157,8 @@ class GlimpseSB3VecEnv(VecEnv):
         dones = terminated | truncated
         if self.graded is not None:
             rewards = self.graded.pay(np.asarray(self._actions)[:, 2:], dones)
+        if self.last is not None:
+            self.last.record(self._actions)
         self.returns += rewards
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if not dones.any():
@@ -175,6 +192,8 @@ class GlimpseSB3VecEnv(VecEnv):
         self.returns[rows] = 0.0
         if self.graded is not None:
             self.graded.start(info["index"][rows], rows)
+        if self.last is not None:
+            self.last.start(rows)
         if self.history is not None:
             self.history.start({k: v[rows] for k, v in native.items()}, rows)
         return self._observe(native)

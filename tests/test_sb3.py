@@ -55,7 +55,10 @@ def recurrent_run(tmp_path_factory, data_dir):
 def _single_env_correct(run_dir, split, data_dir, n):
     """The reference scoring: one deterministic episode at a time on the wrapped single env."""
     model, config = sb3.load(run_dir)
-    env = sb3.make_env(config["algo"], config["env"], split, data_dir, config["action"], config["grid"])
+    scores = bool(config["hyperparameters"].get("observe_scores"))
+    env = sb3.make_env(
+        config["algo"], config["env"], split, data_dir, config["action"], config["grid"], observe_scores=scores
+    )
     correct = np.zeros(n, dtype=bool)
     for i in range(n):
         obs, _ = env.reset(seed=0 if i == 0 else None, options={"index": i})
@@ -317,7 +320,10 @@ def test_glimpse_algos_and_graded_reward_train_and_score(algo, reward, tmp_path,
     assert config["algo"] == algo and config["reward"] == reward
     assert config["wrappers"][-1] == ("GradedRewardWrapper" if reward == "graded" else "FlatActionWrapper")
     assert config["hyperparameters"]["gae_lambda"] == (0.5 if reward == "graded" else 1.0)  # shaping needs < 1
+    observes = algo == "ppo_glimpse" and reward == "graded"  # the graded glimpse PPO sees its last scores
+    assert ("LastScoresWrapper" in config["wrappers"]) == observes
     model, _ = sb3.load(tmp_path)
+    assert ("scores" in getattr(model.observation_space, "spaces", {})) == observes
     extractor = type(model.policy.features_extractor).__name__
     expected = {"ppo": "FlattenExtractor", "recurrent_ppo_glimpse": "GlimpseStepExtractor"}
     assert extractor == expected.get(algo, "GlimpseHistoryExtractor")
@@ -325,6 +331,22 @@ def test_glimpse_algos_and_graded_reward_train_and_score(algo, reward, tmp_path,
     assert correct.shape == (20,) and correct.dtype == bool
     reference = _single_env_correct(tmp_path, "test", data_dir, 20)  # the wrapped single env agrees
     np.testing.assert_array_equal(correct, reference)
+
+
+def test_observe_scores_on_a_flat_history_trains_and_scores_as_the_single_env(tmp_path, data_dir):
+    _train("ppo", tmp_path, data_dir, steps=512, hyperparameters=dict(SMALL["ppo"], observe_scores=True))
+    model, config = sb3.load(tmp_path)
+    assert config["wrappers"] == ["GlimpseHistoryWrapper", "FlatActionWrapper", "LastScoresWrapper"]
+    assert model.observation_space.shape == (6 * (64 + 3) + 10,)  # the history, then the 10 class scores
+    correct, _ = sb3.evaluate(tmp_path, data_dir=data_dir, limit=20)
+    np.testing.assert_array_equal(correct, _single_env_correct(tmp_path, "test", data_dir, 20))
+
+
+def test_observe_scores_is_refused_where_no_scores_or_no_history(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="observe_scores .* needs action='box'"):
+        _train("ppo", tmp_path, data_dir, steps=256, action="discrete", hyperparameters={"observe_scores": True})
+    with pytest.raises(ValueError, match="not for recurrent_ppo_glimpse"):
+        _train("recurrent_ppo_glimpse", tmp_path, data_dir, steps=256, hyperparameters={"observe_scores": True})
 
 
 def test_unknown_reward_and_graded_discrete_are_refused(tmp_path, data_dir):
