@@ -345,6 +345,7 @@ def train_ram(args, s: dict, out: Path, resume: bool) -> None:
         )
     if not args.no_gif and distributed.is_main():
         write_gif(model, config, out / "best.gif")
+    distributed.finish()
 
 
 def train_sb3(args, s: dict, out: Path, resume: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import os
 import signal
 import threading
@@ -99,6 +100,17 @@ def setup(name: str = "auto") -> torch.device:
 
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def finish() -> None:
+    """Leave the process group at the end of the work, once the models wrapped in DistributedDataParallel are
+    dropped. A process group that a wrapper still holds lives on to interpreter exit, whose clean-up stops gloo's
+    threads mid-wait and aborts the process ("terminate called without an active exception") after all went well.
+    """
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a dropped wrapper's reference cycles, which hold the process group
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -79,6 +79,8 @@ def rank_main(rank: int, port: int, tmp: Path, data_dir: str) -> None:
         reinforce.train(config, tmp / "straight")
         reinforce.train(replace(config, max_minutes=1e-9), tmp / "stopped")  # stops after its first epoch
         reinforce.train(config, tmp / "stopped", resume=True)
+        distributed.finish()
+        (tmp / f"finished{rank}.txt").write_text(str(torch.distributed.is_initialized()))
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +143,11 @@ def test_resume_under_two_ranks_ends_where_an_uninterrupted_run_does(ranks, data
     config = replace(small_config(data_dir), n_epochs=3)
     with pytest.raises(checkpoint.CheckpointError, match="trained on 2 process.*torchrun --nproc_per_node 2"):
         reinforce.train(config, ranks / "stopped", resume=True)
+
+
+def test_finish_leaves_the_process_group_on_every_rank(ranks):
+    # mp.spawn raises if a rank aborts on its way out, as gloo can when a process group outlives the work
+    assert [(ranks / f"finished{r}.txt").read_text() for r in range(WORLD)] == ["False"] * WORLD
 
 
 def test_a_global_batch_that_does_not_split_over_the_ranks_stops_before_training(ranks):
