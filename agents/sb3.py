@@ -309,6 +309,10 @@ def make_env(
 def _check_options(algo: str, action: str, reward: str, observe_scores: bool = False) -> None:
     _check_algo(algo)
     check_options(action, reward)
+    _check_observe_scores(algo, action, observe_scores)
+
+
+def _check_observe_scores(algo: str, action: str, observe_scores: bool) -> None:
     if observe_scores and action != "box":
         raise ValueError("observe_scores shows the class scores of the box action; it needs action='box'")
     if observe_scores and algo == "recurrent_ppo_glimpse":
@@ -395,7 +399,8 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
     else:
         hp.pop("observe_scores", None)  # a default for the graded reward's shaping (HYPERPARAMS)
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
-    _check_options(algo, settings["action"], settings["reward"], bool(hp.get("observe_scores")))
+    observe_scores = bool(hp.get("observe_scores"))
+    _check_observe_scores(algo, settings["action"], observe_scores)
     total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
     return {
@@ -411,7 +416,7 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         "grid": int(settings["grid"]),
         "reward": settings["reward"],
         "reward_options": dict(settings["reward_options"] or {}),
-        "wrappers": _wrapper_names(algo, settings["action"], settings["reward"], bool(hp.get("observe_scores"))),
+        "wrappers": _wrapper_names(algo, settings["action"], settings["reward"], observe_scores),
         "stable_baselines3": stable_baselines3.__version__,
     }
 

@@ -108,7 +108,8 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         worker(args.worker, args.batch, args.updates, args.warmup)
-        return distributed.finish()  # with the worker's DistributedDataParallel model gone
+        distributed.finish()  # with the worker's DistributedDataParallel model gone
+        return
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     launchers = {"1 process": [sys.executable], "torchrun x2": [torchrun, "--standalone", "--nproc_per_node", "2"]}
     print(f"training samples/s, global batch {args.batch}, one torch thread per process, {os.cpu_count()} CPUs")
