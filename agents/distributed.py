@@ -25,6 +25,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from agents import shared_memory
+
+# A rank that dies leaves the others waiting in a collective; torchrun ends them, the timeout is a backstop.
+TIMEOUT = datetime.timedelta(minutes=10)
+
 
 def launched() -> bool:
     """Whether this process was started by ``torchrun`` (or anything else that sets its variables)."""
@@ -91,9 +96,8 @@ def setup(name: str = "auto") -> torch.device:
     if launched() and not dist.is_initialized():
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
-        # A rank that dies leaves the others waiting in a collective; torchrun ends them, the timeout is a backstop.
         backend = "nccl" if chosen.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+        dist.init_process_group(backend, timeout=TIMEOUT)
         atexit.register(teardown)
     return chosen
 
@@ -120,11 +124,16 @@ def active() -> bool:
 
 
 def wrap(model: torch.nn.Module, on: torch.device) -> torch.nn.Module:
-    """``model`` in DistributedDataParallel when there are other ranks (it averages the gradients), else itself."""
+    """``model`` in DistributedDataParallel when there are other ranks (it averages the gradients), else itself.
+    On the CPU with every rank on this machine the gradients go through shared memory (:mod:`agents.shared_memory`),
+    several times faster than gloo's all-reduce; elsewhere through the process group."""
     if not active():
         return model
     ids = [on.index] if on.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    parallel = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if shared_memory.applies(on, world_size()):
+        shared_memory.SharedMemoryAverage.attach(parallel, TIMEOUT)
+    return parallel
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

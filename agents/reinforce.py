@@ -143,7 +143,9 @@ def rollout_loss(
     """Play one episode per env on images ``indices``; return the loss terms, the fraction answered right
     (the mean reward, on the default task) and the mean glimpses an episode took.
 
-    ``model`` is the network or its DistributedDataParallel wrapper (which only runs the recurrent step).
+    ``model`` is the network or its DistributedDataParallel wrapper. The wrapper runs only the first recurrent
+    step: one call a backward readies its gradient averaging, whose hooks sit on the weights and so cover every
+    step; a call per step would only repeat that bookkeeping.
     """
     net = distributed.unwrap(model)
     if net.config.halting:
@@ -154,7 +156,7 @@ def rollout_loss(
     no_label = env_array(envs, torch.zeros(n, dtype=torch.int64, device=device))
     log_pis, baselines = [], []
     for t in range(n_glimpses):
-        h, state = model(*to_tensor(obs, device), state)
+        h, state = (model if t == 0 else net)(*to_tensor(obs, device), state)
         baselines.append(net.baseline(h))
         if t < n_glimpses - 1:
             policy = net.location_policy(h)
@@ -222,7 +224,7 @@ def halting_rollout_loss(
     )
     masks, log_pis, baselines, logits_t, entropies, label_entropies = [], [], [], [], [], []
     for t in range(n_glimpses):
-        h, state = model(*to_tensor(obs, device), state)
+        h, state = (model if t == 0 else net)(*to_tensor(obs, device), state)  # see rollout_loss
         masks.append(alive)
         baselines.append(net.baseline(h))
         logits_t.append(net.classify(h))

@@ -7,6 +7,7 @@ test checks one thing they left there against what one process does.
 import contextlib
 import json
 import os
+import platform
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from agents import checkpoint, distributed, reinforce
+from agents import checkpoint, distributed, reinforce, shared_memory
 from agents.reinforce import TrainConfig
 
 WORLD = 2
@@ -63,6 +64,7 @@ def rank_main(rank: int, port: int, tmp: Path, data_dir: str) -> None:
     config = small_config(data_dir)
     with open(tmp / f"stdout{rank}.txt", "w") as out, contextlib.redirect_stdout(out):
         distributed.setup("cpu")
+        averaged_gradients(rank, tmp)
         try:
             reinforce.train(replace(config, batch_size=15), tmp / "odd")
         except ValueError as e:
@@ -81,6 +83,28 @@ def rank_main(rank: int, port: int, tmp: Path, data_dir: str) -> None:
         reinforce.train(config, tmp / "stopped", resume=True)
         distributed.finish()
         (tmp / f"finished{rank}.txt").write_text(str(torch.distributed.is_initialized()))
+
+
+def averaged_gradients(rank: int, tmp: Path) -> None:
+    """The gradients DDP averages over the ranks, by gloo and through shared memory, in several buckets a backward
+    (from the second on; of 0.1 MB here, or one large weight); each rank's input is its own, and three backwards
+    take turns over the shared rows."""
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(rank))
+    grads, backwards = {}, 3
+    for way in ("gloo", "shared"):
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(8, 600), torch.nn.ReLU(), torch.nn.Linear(600, 600), torch.nn.ReLU()]
+        net = torch.nn.Sequential(*layers, torch.nn.Linear(600, 3))
+        parallel = torch.nn.parallel.DistributedDataParallel(net, bucket_cap_mb=0.1)
+        state = shared_memory.SharedMemoryAverage.attach(parallel, distributed.TIMEOUT) if way == "shared" else None
+        for _ in range(backwards):
+            calls = state.calls if state else 0
+            net.zero_grad()
+            parallel(x).square().sum().backward()
+        grads[way] = torch.cat([p.grad.flatten() for p in net.parameters()]).numpy()
+    buckets = state.calls - calls  # in the last backward, after DDP has rebuilt its buckets
+    used = shared_memory.applies(torch.device("cpu"), WORLD)  # what training with distributed.wrap does here
+    np.savez(tmp / f"grads{rank}.npz", **grads, buckets=buckets, used=used)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +131,16 @@ def test_two_ranks_reach_the_weights_of_one_process(ranks, data_dir, tmp_path):
     torch.manual_seed(config.seed)
     start = reinforce.make_model(config, reinforce.make_envs(config, "train", 1)).state_dict()
     assert all(not torch.equal(one[name], start[name]) for name in one)  # the updates moved every weight
+
+
+def test_shared_memory_averages_every_bucket_to_the_same_bits_on_every_rank_as_gloo_does(ranks):
+    results = [np.load(ranks / f"grads{rank}.npz") for rank in range(WORLD)]
+    assert results[0]["buckets"] > 1
+    np.testing.assert_array_equal(results[1]["shared"], results[0]["shared"])
+    np.testing.assert_allclose(results[0]["shared"], results[0]["gloo"], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(results[0]["gloo"], 0)
+    if platform.machine() == "x86_64":
+        assert results[0]["used"]  # so the two ranks' training above averaged through shared memory
 
 
 def test_only_rank_0_writes_and_prints(ranks):
