@@ -2,11 +2,11 @@
 
 gloo sends each bucket of gradients over the loopback network and wakes its own threads to do it. On a small
 machine that costs an exp1 update of two ranks about 3 ms, mostly in waking those threads, not in moving the
-bytes. Ranks on one machine can instead each write their gradients to their own row of one shared buffer, wait
-until every rank has written (watching a counter per rank in the same buffer), and each sum the rows in rank order:
-every rank gets the same bits, the average one process would compute up to float rounding. gloo's newer releases
-do the same for CPU tensors on one machine; this is a DDP communication hook that does it with the gloo this torch
-ships. The process group (gloo) still carries everything else.
+bytes. Ranks on one machine can instead each write their gradients, divided by the number of ranks, to their own
+row of one shared buffer, wait until every rank has written (watching a counter per rank in the same buffer), and
+each sum the rows in rank order: every rank gets the same bits, the average one process would compute up to float
+rounding. gloo's own sources have since gained the same for CPU tensors on one machine, but not the gloo this torch
+ships; this is a DDP communication hook. The process group (gloo) still carries everything else.
 
 :func:`applies` says when it is used: CPU training, every rank on this machine, x86-64 (whose memory order makes
 a counter written after the gradients safe to trust), and a ``/dev/shm`` with room for the buffer.
@@ -81,11 +81,10 @@ class SharedMemoryAverage:
             raise TypeError(f"shared-memory averaging takes float32 gradients, got {flat.dtype}")
         rows = self.rows[self.calls % 2, :, : flat.numel()]
         self.calls += 1
-        rows[self.rank].copy_(flat)
+        torch.div(flat, len(rows), out=rows[self.rank])  # divided first, as DDP's own all-reduce hook does
         self.counters[self.rank] = self.calls
         self._wait(self.calls)
-        torch.sum(rows, 0, out=flat)
-        return flat.div_(len(rows))
+        return torch.sum(rows, 0, out=flat)
 
     def _wait(self, calls: int) -> None:
         """Until every rank has written ``calls`` buckets; yielding the core, for machines with fewer cores than
