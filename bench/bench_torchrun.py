@@ -1,8 +1,8 @@
 """Training speed on two processes: ``torchrun --nproc_per_node 2`` against one process, one torch thread each.
 
-    python bench/bench_torchrun.py [--settings exp1 exp2] [--batch 512] [--updates 40] [--warmup 3] [--rounds 3]
+    python bench/bench_torchrun.py [--settings exp1 exp2] [--batch 512] [--updates 40] [--warmup 3] [--rounds 5]
 
-(MNIST from ``$RAM_DATA_DIR``, e.g. ``RAM_DATA_DIR=../shared/data``; about two minutes.)
+(MNIST from ``$RAM_DATA_DIR``, e.g. ``RAM_DATA_DIR=../shared/data``; about three minutes.)
 
 For each setting (the paper's exp1 and exp2, as in ``bench/bench_train.py``) it starts, one after the other,
 ``python bench/bench_torchrun.py --worker SETTING`` (one process) and the same under
@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=reinforce.TrainConfig().batch_size, help="global batch (default 512)")
     p.add_argument("--updates", type=int, default=40)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=3, help="rounds of measurements per setting (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of measurements per setting (default 5)")
     p.add_argument("--worker", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     p.add_argument("--no-average", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
