@@ -105,10 +105,12 @@ def _hook(state: SharedMemoryAverage, bucket: dist.GradBucket) -> torch.futures.
 
 
 def create_file(nbytes: int) -> str | None:
-    """A new file of ``nbytes`` in shared memory (its space reserved now, not on first touch), or None."""
-    if not os.path.isdir(SHM_DIR):
+    """A new file of ``nbytes`` in shared memory (its space reserved now, not on first touch), or None where there
+    is no shared memory this process may write or no room in it."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="ram-gym-gradients-", dir=SHM_DIR)
+    except OSError:  # no /dev/shm, or not ours to write
         return None
-    fd, path = tempfile.mkstemp(prefix="ram-gym-gradients-", dir=SHM_DIR)
     try:
         os.posix_fallocate(fd, 0, nbytes)
     except OSError:

@@ -68,3 +68,8 @@ def test_no_room_in_shared_memory_gives_no_buffer_and_leaves_no_file(monkeypatch
     monkeypatch.setattr(os, "posix_fallocate", full)
     assert shared_memory.create_file(1 << 20) is None
     assert set(Path(shared_memory.SHM_DIR).glob("ram-gym-gradients-*")) == before
+
+
+def test_no_shared_memory_folder_gives_no_buffer(monkeypatch, tmp_path):
+    monkeypatch.setattr(shared_memory, "SHM_DIR", str(tmp_path / "missing"))
+    assert shared_memory.create_file(1 << 20) is None
