@@ -15,7 +15,17 @@ vectorization_mode="vector_entry_point")`` is N episodes as one numpy batch, and
 torch device) as torch tensors that never leave that device (see :class:`GlimpseVectorEnv`).
 
 Every id also takes the task options, each off by default: ``answer="any_step"`` adds a ``stop`` action so the
-agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimpse taken (see :class:`GlimpseEnv`).
+agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimpse taken (see :class:`GlimpseEnv`);
+``n_objects``, ``digit_size`` and ``target`` ask for several digits, other digit sizes, their sum or the digit's
+centre (see :mod:`ram_env.answers`).
+
+Two more per dataset follow the MNIST experiments of the Deep Recurrent Attention Model (Ba, Mnih and Kavukcuoglu,
+2015, "Multiple Object Recognition with Visual Attention", arXiv:1412.7755): two digits on a 100x100 canvas,
+
+| id                         | canvas | digits | answer                       | glimpses | patch | patches |
+|----------------------------|--------|--------|------------------------------|----------|-------|---------|
+| ``RAM/{D}Pairs100-v0``     | 100    | 2      | both labels, left to right   | 8        | 12    | 4       |
+| ``RAM/{D}PairSum100-v0``   | 100    | 2      | their sum (``Discrete(19)``) | 8        | 12    | 4       |
 """
 
 import gymnasium
@@ -25,7 +35,7 @@ from ram_env.env import GlimpseEnv
 from ram_env.task import TaskConfig
 from ram_env.vector import GlimpseVectorEnv
 
-__all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "task_id"]
+__all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "DRAM_TASKS", "task_id"]
 
 # name pattern -> task defaults; "{D}" is the dataset.
 TASKS = {
@@ -40,13 +50,22 @@ TASKS = {
 }
 
 
+# DRAM's two MNIST experiments (arXiv:1412.7755): the labels of a pair, and the sum of a pair.
+DRAM_TASKS = {
+    "{D}Pairs100": dict(translated_size=100, n_objects=2, n_glimpses=8, patch_size=12, n_patches=4, scale=2),
+    "{D}PairSum100": dict(
+        translated_size=100, n_objects=2, target="sum", n_glimpses=8, patch_size=12, n_patches=4, scale=2
+    ),
+}
+
+
 def task_id(pattern: str, dataset: str) -> str:
     """The registered id of a task pattern for a dataset, e.g. ``task_id("Cluttered{D}60", "KMNIST")``."""
     return f"RAM/{pattern.format(D=dataset)}-v0"
 
 
 for _dataset in DATASETS:
-    for _pattern, _defaults in TASKS.items():
+    for _pattern, _defaults in {**TASKS, **DRAM_TASKS}.items():
         _id = task_id(_pattern, _dataset)
         if _id not in gymnasium.registry:
             gymnasium.register(

@@ -15,9 +15,11 @@ torch tensors on a device for the torch backend.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from ram_env import objects
 from ram_env.backend import NUMPY
 
 DIGIT = 28
@@ -30,12 +32,31 @@ class CanvasSpec:
     size: int = DIGIT
     n_clutter: int = 0
     clutter_size: int = 8
+    n_objects: int = 1  # digits on the canvas, placed without overlap (see ram_env.objects)
+    digit_size: tuple[int, int] = (DIGIT, DIGIT)  # smallest and largest side a digit is resampled to
+
+    @property
+    def several(self) -> bool:
+        """Whether the digits go through :mod:`ram_env.objects` (several, or resized); the paper's tasks do not."""
+        return self.n_objects != 1 or self.digit_size != (DIGIT, DIGIT)
 
     def __post_init__(self):
         if self.size > 2048:
             raise ValueError(f"translated_size {self.size} is too large (at most 2048)")
-        if self.size < DIGIT:
-            raise ValueError(f"translated_size {self.size} is smaller than the {DIGIT}x{DIGIT} digit")
+        lo, hi = self.digit_size
+        if not 1 <= lo <= hi:
+            raise ValueError(f"digit_size must be a side >= 1 or a range (lo, hi) with 1 <= lo <= hi, got {(lo, hi)}")
+        if self.size < hi:
+            digit = f"{hi}x{hi} digit" if hi == DIGIT else f"largest digit ({hi} px, digit_size={self.digit_size})"
+            raise ValueError(f"translated_size {self.size} is smaller than the {digit}; set translated_size >= {hi}")
+        if self.n_objects < 1:
+            raise ValueError(f"n_objects must be at least 1 (digits per canvas), got {self.n_objects}")
+        if not objects.fits(self.size, self.n_objects, hi):
+            need = math.ceil(math.sqrt(self.n_objects)) * hi
+            raise ValueError(
+                f"a {self.size} px canvas is too small for {self.n_objects} digits of up to {hi} px without overlap; "
+                f"set translated_size >= {need}, or ask for fewer or smaller digits"
+            )
         if self.n_clutter < 0:
             raise ValueError(f"n_clutter must be >= 0, got {self.n_clutter}")
         if self.n_clutter and self.size == DIGIT:
@@ -53,13 +74,18 @@ class Layout:
     clutter_index: Any  # (B, n_clutter) image the clutter is cut from
     clutter_crop: Any  # (B, n_clutter, 2) top-left (x, y) of the crop inside that image
     clutter_offset: Any  # (B, n_clutter, 2) top-left (x, y) of the crop on the canvas
+    objects: Any = None  # several or resized digits (ram_env.objects.Objects); then they, not index/offset, are drawn
 
     def __getitem__(self, rows) -> "Layout":
-        return Layout(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+        return Layout(*(None if v is None else v[rows] for v in self._fields()))
 
     def to(self, xp) -> "Layout":
         """The same layout as arrays of the backend ``xp`` (on its device)."""
-        return Layout(*(xp.asarray(getattr(self, f)) for f in self.__dataclass_fields__))
+        *arrays, several = self._fields()
+        return Layout(*(xp.asarray(v) for v in arrays), None if several is None else several.to(xp))
+
+    def _fields(self) -> list:
+        return [getattr(self, f) for f in self.__dataclass_fields__]
 
 
 def sample_layout(spec: CanvasSpec, index, n_images: int, rng, xp=NUMPY) -> Layout:
@@ -70,12 +96,16 @@ def sample_layout(spec: CanvasSpec, index, n_images: int, rng, xp=NUMPY) -> Layo
     the random stream of the backend ``xp`` (:meth:`~ram_env.backend.NumpyBackend.generator`).
     """
     b, c, cs = len(index), spec.n_clutter, spec.clutter_size
+    several = None
+    if spec.several:  # drawn first; the paper's tasks skip it, so their draws are unchanged
+        several = objects.sample(spec.size, spec.n_objects, spec.digit_size, index, n_images, rng, xp)
     return Layout(
         index=xp.asarray(index, dtype=xp.int64),
-        offset=xp.integers(rng, spec.size - DIGIT + 1, (b, 2)),
+        offset=several.offset[:, 0] if several is not None else xp.integers(rng, spec.size - DIGIT + 1, (b, 2)),
         clutter_index=xp.integers(rng, n_images, (b, c)),
         clutter_crop=xp.integers(rng, DIGIT - cs + 1, (b, c, 2)),
         clutter_offset=xp.integers(rng, spec.size - cs + 1, (b, c, 2)),
+        objects=several,
     )
 
 
@@ -104,7 +134,7 @@ def draw(spec: CanvasSpec, images, layout: Layout, out=None, xp=NUMPY):
         out = xp.zeros((b, spec.size, spec.size), xp.uint8)
     else:
         out[...] = 0
-    if spec.size == DIGIT:  # the plain task: the digit is the canvas
+    if spec.size == DIGIT and layout.objects is None:  # the plain task: the digit is the canvas
         out[...] = images[layout.index]
         return out
     crops = xp.windows(images.reshape(-1), DIGIT, cs, cs)
@@ -115,5 +145,8 @@ def draw(spec: CanvasSpec, images, layout: Layout, out=None, xp=NUMPY):
             + layout.clutter_crop[:, j, 0]
         )
         _paste_max(out, crops[start], layout.clutter_offset[:, j], j == 0, xp)
+    if layout.objects is not None:
+        objects.paste(out, images, layout.objects, xp)
+        return out
     _paste_max(out, images[layout.index], layout.offset, spec.n_clutter == 0, xp)
     return out

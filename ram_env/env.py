@@ -35,6 +35,11 @@ class GlimpseEnv(gym.Env):
     | `stop`     | only with ``answer="any_step"``: 1 answers now, 0 looks again (at step ``n_glimpses`` the |
     |            | answer is forced whatever ``stop`` says); 0/1 or a bool                                  |
 
+    Other answers (see :mod:`ram_env.answers`): with ``n_objects=K > 1``, ``label`` is
+    ``MultiDiscrete([10] * K)``, the K labels in reading order (left to right by the digits' centres, ties top
+    to bottom); with ``target="sum"`` it is ``Discrete(9 * K + 1)``, the sum of the K digits; with
+    ``target="location"`` the key is ``point``, ``Box(-1, 1, (2,), float32)``, where the digit's centre is.
+
     Every key is always validated: a missing or extra key, a wrong shape or type, a NaN, a location outside
     ``[-1, 1]`` (nothing is clipped), a label outside the classes or a stop flag other than 0/1 raises
     ``ValueError``.
@@ -54,7 +59,8 @@ class GlimpseEnv(gym.Env):
 
     | Term           | Value                                                                                  |
     |----------------|----------------------------------------------------------------------------------------|
-    | `correct`      | 1.0 if ``label`` is the true class, else 0.0                                           |
+    | `correct`      | 1.0 if ``label`` is the true class, else 0.0; with K labels the fraction right; with   |
+    |                | ``target="location"`` ``1 - d / (2 * sqrt(2))``, ``d`` the distance to the centre      |
     | `glimpses`     | glimpses the agent saw: the one of ``reset`` and one per earlier step, so answering on |
     |                | step ``k`` counts ``k`` (the answering step takes none); ``n_glimpses`` when forced    |
     | `glimpse_cost` | the argument, 0 by default: the reward is then ``correct``, as in the paper            |
@@ -71,7 +77,9 @@ class GlimpseEnv(gym.Env):
 
     The episode terminates on the step that answers: step ``n_glimpses`` (``answer="last_step"``: exactly
     ``n_glimpses`` glimpses), or the first step with ``stop=1`` (``answer="any_step"``). There is no
-    truncation. The final ``info`` carries the true ``label``, ``correct`` (bool) and ``glimpses`` (int, as in
+    truncation. By answer kind the final ``info`` also has ``right`` (which of K labels), ``labels`` (the digits
+    of a sum), or ``centre`` and ``distance`` (the location: ``correct`` is then the point inside the digit's box).
+    The final ``info`` carries the true ``label``, ``correct`` (bool) and ``glimpses`` (int, as in
     the reward); the steps before it return an empty ``info`` (the glimpses so far are the steps so far). The
     final observation repeats the last glimpse. Stepping after the end, or before ``reset``, raises
     ``RuntimeError``.
@@ -98,6 +106,9 @@ class GlimpseEnv(gym.Env):
     | `start`           | `"random"`    | first location: `"random"` or `"center"`                                   |
     | `answer`          | `"last_step"` | `"last_step"`: answer on step `n_glimpses`; `"any_step"`: a `stop` action  |
     | `glimpse_cost`    | `0`           | reward lost per glimpse, a finite number `>= 0`; needs `answer="any_step"` |
+    | `n_objects`       | `1`           | digits per canvas, placed without overlap; K labels in reading order       |
+    | `digit_size`      | `28`          | digit side in px, or a range `(lo, hi)` drawn per digit (area resampling)  |
+    | `target`          | `"label"`     | `"label"`, `"sum"` (of the K digits) or `"location"` (the centre)          |
     | `render_mode`     | `None`        | `"human"` or `"rgb_array"`                                                 |
 
     ``glimpse_cost`` without ``answer="any_step"`` is an error rather than ignored: every such episode takes
@@ -183,13 +194,8 @@ class GlimpseEnv(gym.Env):
         reward, terminated = task.step_one(location, x, y, label, stop)
         if terminated:
             self._answer = label
-            truth = int(task.label[0])
-            info: dict[str, Any] = {
-                "label": truth,
-                "correct": label == truth,
-                "index": int(task.index[0]),
-                "glimpses": int(task.t[0]),
-            }
+            info: dict[str, Any] = task.info_one(label)
+            info.update(index=int(task.index[0]), glimpses=int(task.t[0]))
         else:
             self._history.append(location)
             info = {}
@@ -224,7 +230,7 @@ class GlimpseEnv(gym.Env):
             "glimpse": self.task.glimpse[0],
             "t": min(int(self.task.t[0]), self.task.n_glimpses),
             "answer": self._answer,
-            "label": int(self.task.label[0]),
+            **self.task.frame_truth(0, self._answer),
         }
 
     def close(self):

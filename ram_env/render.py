@@ -11,7 +11,9 @@ A frame (see :func:`draw_frame`) shows, top to bottom:
   patch covers, and parts that leave the canvas are not drawn. At the end of an episode the canvas
   gets a green (right) or red (wrong) border;
 - the glimpse as the agent sees it: each patch enlarged side by side, framed in its scale's colour;
-- the answer and the truth, green when right, red when wrong (``answer ?`` while the episode runs).
+- the answer and the truth, green when right, red when wrong (``answer ?`` while the episode runs); K labels
+  are listed in reading order, and with ``target="location"`` the canvas shows the true centre (a white
+  cross) and, at the end, the answered point (a ring in the right/wrong colour).
 
 Everything draws on off-screen pygame surfaces, so drawing needs no display. The ``human`` window is
 :mod:`ram_env.window`; GIFs, videos and watching a policy play are :mod:`ram_env.recording`.
@@ -154,6 +156,18 @@ def _draw_fixations(surface: pygame.Surface, layout: Layout, retina, history: np
     surface.set_clip(None)
 
 
+def _draw_points(surface: pygame.Surface, layout: Layout, centre, point, colour) -> None:
+    """``target="location"``: the true centre as a white cross and, once answered, the answer as a ring."""
+    k = layout.scale
+    cx, cy = layout.location_to_pixel(np.asarray(centre, dtype=np.float64))
+    arm = max(4, k * 2)
+    pygame.draw.line(surface, TEXT_COLOUR, (cx - arm, cy), (cx + arm, cy), 2)
+    pygame.draw.line(surface, TEXT_COLOUR, (cx, cy - arm), (cx, cy + arm), 2)
+    if point is not None:
+        px, py = layout.location_to_pixel(np.asarray(point, dtype=np.float64))
+        pygame.draw.circle(surface, colour, (px, py), max(5, k * 2), 3)
+
+
 def _draw_glimpse(surface: pygame.Surface, layout: Layout, glimpse: np.ndarray, taken: bool) -> None:
     """The glimpse as the agent sees it: each patch enlarged, framed in its scale's colour (black before reset)."""
     glimpse = np.asarray(glimpse, dtype=np.float32)
@@ -173,17 +187,20 @@ def draw_surface(state: dict, retina, n_glimpses: int, layout: Layout | None = N
     surface = pygame.Surface((layout.width, layout.height))
     surface.fill(BACKGROUND)
     t = int(state["t"])
-    answer, label = state.get("answer"), int(state["label"])
+    answer, label = state.get("answer"), state["label"]
     done = answer is not None
-    right = done and int(answer) == label
+    right = done and (state["right"] if "right" in state else int(answer) == int(label))
     border = (RIGHT_COLOUR if right else WRONG_COLOUR) if done else CANVAS_BORDER
 
     surface.blit(font(24).render(f"step {max(t, 0)}/{n_glimpses}", True, TEXT_COLOUR), (MARGIN, MARGIN // 2 + 2))
     _draw_canvas(surface, layout, state["canvas"], border)
     _draw_fixations(surface, layout, retina, np.asarray(state["history"], dtype=np.float64).reshape(-1, 2))
     _draw_glimpse(surface, layout, state["glimpse"], taken=t >= 1)
+    if state.get("centre") is not None:
+        _draw_points(surface, layout, state["centre"], state.get("point"), border)
     if done:
-        text, colour = f"answer {int(answer)}   truth {label}   {'right' if right else 'wrong'}", border
+        said = state.get("text") or f"answer {int(answer)}   truth {int(label)}"
+        text, colour = f"{said}   {'right' if right else 'wrong'}", border
     else:
         text, colour = "answer ?", MUTED_COLOUR
     surface.blit(font(24).render(text, True, colour), (MARGIN, layout.footer_y + 4))

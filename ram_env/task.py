@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from gymnasium import spaces
 
-from ram_env import canvas, datasets
+from ram_env import answers, canvas, datasets, objects
 from ram_env.backend import NUMPY
 from ram_env.sensor import Retina, integral_image
 
@@ -37,6 +37,9 @@ class TaskConfig:
     start: str = "random"  # first glimpse location: "random" (uniform) or "center"
     answer: str = "last_step"  # when the label counts: "last_step" (step n_glimpses) or "any_step" (a stop action)
     glimpse_cost: float = 0.0  # subtracted from the final reward per glimpse taken; needs answer="any_step"
+    n_objects: int = 1  # digits per canvas, placed without overlap; their labels are read in reading order
+    digit_size: int | tuple[int, int] = 28  # side of every digit, or a range (lo, hi) each digit's side is drawn from
+    target: str = "label"  # what the answer says: "label" (the K labels), "sum" (their sum), "location" (the centre)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> "TaskConfig":
@@ -67,6 +70,7 @@ class TaskConfig:
         if self.start not in ("random", "center"):
             raise ValueError(f"start must be 'random' or 'center', got {self.start!r}")
         self._check_answer()
+        self._check_objects()
         if not isinstance(self.n_glimpses, (int, np.integer)) or self.n_glimpses < 1:
             raise ValueError(f"n_glimpses must be a positive integer, got {self.n_glimpses!r}")
         if self.split not in datasets.SPLITS:
@@ -90,9 +94,32 @@ class TaskConfig:
                 "takes n_glimpses glimpses, so a cost would only shift every reward)"
             )
 
+    def _check_objects(self) -> None:
+        k = self.n_objects
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_objects must be an integer >= 1 (digits per canvas), got {k!r}")
+        size = self.digit_size
+        pair = isinstance(size, (tuple, list)) and len(size) == 2
+        parts = tuple(size) if pair else (size,)
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in parts) or min(parts) < 1:
+            raise ValueError(f"digit_size must be a side in px (an integer >= 1) or a range (lo, hi), got {size!r}")
+        if pair:
+            if parts[0] > parts[1]:
+                raise ValueError(f"digit_size (lo, hi) needs lo <= hi, got {size!r}")
+            object.__setattr__(self, "digit_size", (int(parts[0]), int(parts[1])))  # a list from JSON: a tuple
+        answers.check_target(self.target, k)
+
+    @property
+    def digit_range(self) -> tuple[int, int]:
+        """The smallest and largest digit side, in px."""
+        size = self.digit_size
+        return (int(size[0]), int(size[1])) if isinstance(size, tuple) else (int(size), int(size))
+
     @property
     def canvas_spec(self) -> canvas.CanvasSpec:
-        return canvas.CanvasSpec(self.translated_size or canvas.DIGIT, self.n_clutter, self.clutter_size)
+        return canvas.CanvasSpec(
+            self.translated_size or canvas.DIGIT, self.n_clutter, self.clutter_size, self.n_objects, self.digit_range
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +129,8 @@ def _fixed_seed(config: TaskConfig) -> np.random.SeedSequence:
     """Seed of the val/test layouts: depends on the split and the canvas geometry only."""
     spec = config.canvas_spec
     key = f"{config.dataset}/{config.split}/{spec.size}/{spec.n_clutter}/{spec.clutter_size}"
+    if spec.several:  # the paper's tasks keep their keys, so their episodes
+        key += f"/{spec.n_objects}/{spec.digit_size[0]}-{spec.digit_size[1]}"
     return np.random.SeedSequence(zlib.crc32(key.encode()))
 
 
@@ -133,6 +162,7 @@ class GlimpseTask:
         self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale, xp)
         self.n_glimpses = config.n_glimpses
         self.any_step = config.answer == "any_step"
+        self.answer = answers.make(config.target, self.n_classes, config.n_objects, xp)
         self.glimpse_cost = float(config.glimpse_cost)
         # The val and test episodes are fixed: draw every image's layout and random start location once,
         # from a seed of the split, so that every agent, run and library is scored on the same episodes
@@ -148,20 +178,86 @@ class GlimpseTask:
             glimpse=spaces.Box(0.0, 1.0, (n, 1, p, p), np.float32),
             location=spaces.Box(-1.0, 1.0, (2,), np.float32),
         )
-        action = dict(location=spaces.Box(-1.0, 1.0, (2,), np.float32), label=spaces.Discrete(self.n_classes))
+        action = {"location": spaces.Box(-1.0, 1.0, (2,), np.float32), self.answer.key: self.answer.space}
         if self.any_step:
             action["stop"] = spaces.Discrete(2)
-        self.action_space = spaces.Dict(**action)  # keywords keep the order: location, label[, stop]
+        self.action_space = spaces.Dict(**action)  # keywords keep the order: location, label (or point)[, stop]
         self.action_keys = tuple(action)
         s = self.spec.size
         self.index = xp.zeros(num_envs, xp.int64)
-        self.label = xp.zeros(num_envs, xp.int64)
+        self._init_truth(num_envs)
         self.tables = xp.zeros((num_envs, s + 1, s + 1), xp.int32)
         self.canvases = xp.zeros((num_envs, s, s), xp.uint8)
         self.location = xp.zeros((num_envs, 2), xp.float32)
         self.glimpse = xp.zeros((num_envs, n, 1, p, p), xp.float32)
         self.t = np.full(num_envs, -1, dtype=np.int64)  # glimpses taken; -1 before the first reset
         self.done = np.zeros(num_envs, dtype=bool)  # answered: the episode needs a reset
+
+    # ----------------------------------------------------------------------------------------- truth
+    def _init_truth(self, n: int) -> None:
+        """The truth arrays of ``n`` episodes: what the answer kind (:mod:`ram_env.answers`) pays against.
+
+        ``label``: the true answer of the label kinds (``(N,)``, or ``(N, K)`` for K labels, or the sum), and the
+        digit's class for ``target="location"``; ``centre`` ``(N, 2)`` and ``half`` (half a digit's side in
+        location units) only for ``target="location"``; ``classes`` ``(N, K)`` where there are several digits.
+        ``truth`` is ``centre`` for the location, else ``label``.
+        """
+        xp, kind = self.xp, self.answer
+        self.is_location = isinstance(kind, answers.Location)
+        self.label = xp.zeros((n,) + (() if self.is_location else kind.truth_shape), xp.int64)
+        several = self.spec.several or type(kind) is not answers.Label
+        self.classes = xp.zeros((n, self.config.n_objects), xp.int64) if several else None
+        self.centre = xp.zeros((n, 2), xp.float32) if self.is_location else None
+        self.half = xp.zeros(n, xp.float64) if self.is_location else None
+        self.truth = self.centre if self.is_location else self.label
+
+    def _set_truth(self, at, layout: canvas.Layout, indices) -> None:
+        """Fill the truth of the episodes ``at`` (a backend index or a slice) from their layout."""
+        xp = self.xp
+        if layout.objects is None:  # one digit at its source size: the paper's tasks take the first line only
+            if self.classes is None:
+                self.label[at] = self.labels[indices]
+                return
+            side = xp.zeros((len(indices), 1), xp.int64) + canvas.DIGIT
+            digits = objects.Objects(indices[:, None], layout.offset[:, None], side)
+        else:
+            digits = layout.objects
+        classes = self.labels[digits.index]
+        self.classes[at] = classes
+        if self.is_location:
+            self.centre[at] = digits.centres(self.spec.size, xp)[:, 0]
+            self.half[at] = xp.astype(digits.size[:, 0], xp.float64) / self.spec.size
+            self.label[at] = classes[:, 0]
+        else:
+            self.label[at] = self.answer.truth(classes, None, digits.size)
+
+    def truth_extra(self) -> dict:
+        """What :meth:`~ram_env.answers.Label.infos` needs besides the truth: the digits' classes, half their sides."""
+        return {"classes": self.classes, "half": self.half}
+
+    def info_one(self, answer) -> dict:
+        """The final ``info`` entries of the single episode about its ``answer`` (the truth, and what was right)."""
+        to_numpy = self.xp.to_numpy
+        extra = {
+            "classes": None if self.classes is None else to_numpy(self.classes[0]),
+            "half": None if self.half is None else float(self.half[0]),
+        }
+        return self.answer.info_one(answer, to_numpy(self.truth[0]), extra)
+
+    def frame_truth(self, i: int, answer) -> dict:
+        """What a frame of episode ``i`` shows about the truth (``answer``: None while it runs); see render.py."""
+        to_numpy = self.xp.to_numpy
+        if type(self.answer) is answers.Label:
+            return {"label": int(self.label[i])}
+        truth = to_numpy(self.truth[i]).copy()
+        state = {"label": truth}
+        if answer is not None:
+            half = None if self.half is None else float(self.half[i])
+            state["right"] = self.answer.score_one(answer, truth, half)[1]
+            state["text"] = self.answer.text(answer, truth)
+        if self.is_location:
+            state["centre"], state["point"] = truth, None if answer is None else np.asarray(answer, np.float32)
+        return state
 
     # ----------------------------------------------------------------------------------------- reset
     def check_indices(self, indices, b: int) -> np.ndarray:
@@ -206,7 +302,7 @@ class GlimpseTask:
             canvas.draw(self.spec, self.images, layout, out=self.canvases, xp=xp)
             integral_image(self.canvases, out=self.tables, xp=xp)
             self.index[:] = indices
-            self.label[:] = self.labels[indices]
+            self._set_truth(slice(None), layout, indices)
             self.location[:] = start
             if b == 1 and xp is NUMPY:
                 x, y = start[0].tolist()
@@ -221,7 +317,7 @@ class GlimpseTask:
             self.canvases[at] = drawn
             self.tables[at] = integral_image(drawn, xp=xp)
             self.index[at] = indices
-            self.label[at] = self.labels[indices]
+            self._set_truth(at, layout, indices)
             self.location[at] = start
             self.glimpse[at] = self.retina(self.tables, start, at)
             self.t[rows] = 1
@@ -237,7 +333,7 @@ class GlimpseTask:
             hint = " ('stop' needs answer='any_step')" if extra else ""
             names = ", ".join(map(repr, keys[:-1])) + f" and {keys[-1]!r}"
             raise ValueError(f"{name} must be a dict with exactly the keys {names}, got {got}{hint}")
-        return action["location"], action["label"], action["stop"] if self.any_step else None
+        return action["location"], action[self.answer.key], action["stop"] if self.any_step else None
 
     def _check_stop(self, stop) -> np.ndarray:
         """``num_envs`` stop flags (0/1 or bools, any backend) as a host bool array, or a ValueError."""
@@ -298,19 +394,8 @@ class GlimpseTask:
             raise ValueError(f"action['location'] must have shape {(n, 2)}, got shape {tuple(location.shape)}")
         if not bool(((location >= -1.0) & (location <= 1.0)).all()):  # also catches NaN
             raise self._location_error(xp.to_numpy(location), envs=True)
-        label = self._numbers(label, "action['label']", "iu")
-        if tuple(label.shape) != (n,):
-            raise ValueError(
-                f"action['label'] must have shape {(n,)} (one class per env), got shape {tuple(label.shape)}"
-            )
-        if bool(label.min() < 0) or bool(label.max() >= self.n_classes):
-            label = xp.to_numpy(label)
-            bad = (label < 0) | (label >= self.n_classes)
-            raise ValueError(
-                f"action['label'] must be a class in [0, {self.n_classes}), "
-                f"got {label[bad].tolist()} in envs {np.flatnonzero(bad).tolist()}"
-            )
-        return location, xp.astype(label, xp.int64), self._check_stop(stop) if self.any_step else None
+        label = self.answer.check(label, n)
+        return location, label, self._check_stop(stop) if self.any_step else None
 
     def check_one(self, location, label) -> tuple[np.ndarray, float, float, int]:
         """Validate one action; return the location as a new float32 ``(2,)`` array and as two floats, and the label."""
@@ -320,16 +405,7 @@ class GlimpseTask:
         x, y = loc.tolist()
         if not (-1.0 <= x <= 1.0 and -1.0 <= y <= 1.0):  # also catches NaN
             raise self._location_error(loc, envs=False)
-        if type(label) is not int:
-            if isinstance(label, np.integer) or (
-                isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu"
-            ):
-                label = int(label)
-            else:
-                raise ValueError(f"action['label'] must be an integer class in [0, {self.n_classes}), got {label!r}")
-        if not 0 <= label < self.n_classes:
-            raise ValueError(f"action['label'] must be a class in [0, {self.n_classes}), got {label}")
-        return loc, x, y, label
+        return loc, x, y, self.answer.check_one(label)
 
     # --------------------------------------------------------------------------------------- steps
     def step(self, rows: np.ndarray | None, location, label, stop: np.ndarray | None = None) -> tuple:
@@ -359,7 +435,8 @@ class GlimpseTask:
         self.glimpse[look] = self.retina(self.tables, location[looks], look)
         self.t[rows[~final]] += 1
         self.done[rows[final]] = True
-        right = xp.astype(label == self.label[xp.asarray(rows)], xp.float64)
+        at = xp.asarray(rows)
+        right, _ = self.answer.score(label, self.truth[at], None if self.half is None else self.half[at])
         return xp.where(xp.asarray(final), right - paid, 0.0), final
 
     def step_one(self, location: np.ndarray, x: float, y: float, label: int, stop: bool = False) -> tuple[float, bool]:
@@ -367,7 +444,7 @@ class GlimpseTask:
         t = self.t[0]
         if stop or t >= self.n_glimpses:
             self.done[0] = True
-            reward = 1.0 if label == self.label[0] else 0.0
+            reward, _ = self.answer.score_one(label, self.truth[0], None if self.half is None else float(self.half[0]))
             return (reward - self.glimpse_cost * int(t) if self.glimpse_cost else reward), True
         self.t[0] = t + 1
         self.location[0] = location

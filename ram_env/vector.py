@@ -101,7 +101,10 @@ class GlimpseVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rng = self._rng_source = None  # the backend's random stream, and the np_random it was made from
         self._all = np.arange(num_envs)
-        self._answer = xp.zeros(num_envs, xp.int64) - 1
+        kind = self.task.answer
+        shape = (num_envs,) + (kind.truth_shape if kind.key == "label" else (2,))
+        self._answer = xp.zeros(shape, xp.int64 if kind.key == "label" else xp.float32)  # the last answer given
+        self._answered = np.zeros(num_envs, dtype=bool)
         self._history = xp.zeros((num_envs, self.task.n_glimpses, 2), xp.float32)
 
     def _obs(self) -> dict:
@@ -111,7 +114,7 @@ class GlimpseVectorEnv(VectorEnv):
         """Start new episodes in ``rows`` (host indices; ``None``: all)."""
         self.task.reset(self._rng, rows, indices)
         at = slice(None) if rows is None else self.xp.asarray(rows)
-        self._answer[at] = -1
+        self._answered[slice(None) if rows is None else rows] = False
         self._history[at, 0] = self.task.location[at]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -197,14 +200,11 @@ class GlimpseVectorEnv(VectorEnv):
         if terminated.any():
             ended = xp.asarray(terminated)
             self._answer[ended] = label[ended]
-            infos = {
-                "label": xp.copy(task.label),
-                "_label": xp.copy(ended),
-                "correct": (label == task.label) & ended,
-                "_correct": xp.copy(ended),
-                "glimpses": xp.asarray(task.t.copy()),
-                "_glimpses": xp.copy(ended),
-            }
+            self._answered |= terminated
+            for key, value in task.answer.infos(label, task.truth, task.truth_extra()).items():
+                infos[key] = value & ended if key == "correct" else value
+                infos["_" + key] = xp.copy(ended)
+            infos.update(glimpses=xp.asarray(task.t.copy()), _glimpses=xp.copy(ended))
         if restart.any() or terminated.any():
             infos["index"] = xp.copy(task.index)
             infos["_index"] = xp.asarray(restart | terminated)
@@ -214,14 +214,17 @@ class GlimpseVectorEnv(VectorEnv):
         """What the frame of env ``i`` shows (host numpy arrays); see :meth:`GlimpseEnv.frame_state`."""
         task, to_numpy = self.task, self.xp.to_numpy
         t = int(task.t[i])
-        answer = int(self._answer[i])
+        answer = None
+        if self._answered[i]:
+            answer = to_numpy(self._answer[i]).copy()
+            answer = int(answer) if answer.shape == () else answer
         return {
             "canvas": to_numpy(task.canvases[i]),
             "history": to_numpy(self._history[i, : max(t, 0)]).copy(),
             "glimpse": to_numpy(task.glimpse[i]),
             "t": t,
-            "answer": None if answer < 0 else answer,
-            "label": int(task.label[i]),
+            "answer": answer,
+            **task.frame_truth(i, answer),
         }
 
     def render(self):
