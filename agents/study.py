@@ -2,6 +2,7 @@
 
     python -m agents.study --seeds 1 2 3 --out runs/study-exp1 -- --preset exp1
     python -m agents.study --seeds 1 2 3 --out runs/study-exp1 --max-minutes 90 -- --preset exp1
+    python -m agents.study --seeds 1 2 3 --out runs/study-exp2 --nproc 2 -- --preset exp2   # each seed on torchrun
 
 The flags after ``--`` are train_agent.py's, for any learner (``--seed``, ``--out`` and ``--resume`` are the
 study's). Seed N trains into ``<out>/seed<N>/`` (its output in ``train.log`` there and on the screen), one seed at
@@ -37,7 +38,7 @@ from agents.runlog import read_metrics
 
 PROG = "python -m agents.study"
 SCORES = "scores.json"  # a seed's test errors, written once it has trained to the end
-TRAINER = [sys.executable, "-m", "train_agent"]  # the command that trains one seed
+TRAINER = [sys.executable, "-m", "train_agent"]  # the command that trains one seed on one process
 OWN_FLAGS = ("--seed", "--out", "--resume")
 # Settings of config.json that may differ between the seeds of one study: the seed, and where and how long it ran.
 FREE = ("seed", "max_minutes", "data_dir", "device", "env_device", "tensorboard")
@@ -140,15 +141,26 @@ def check_flags(out: Path, flags: list[str]) -> None:
         path.write_text(json.dumps({"flags": flags}, indent=2) + "\n")
 
 
-def train_seed(flags: list[str], seed: int, folder: Path, deadline: float | None, place: str = "") -> bool:
+def trainer(nproc: int) -> tuple[list[str], str]:
+    """The command that trains one seed, and how to show it: train_agent.py, under torchrun for several processes
+    (``--standalone``: a free port of its own)."""
+    if nproc == 1:
+        return TRAINER, "python train_agent.py"
+    launch = ["--standalone", "--nproc_per_node", str(nproc)]
+    command = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "train_agent"]
+    return command, "torchrun " + shlex.join([*launch, "train_agent.py"])
+
+
+def train_seed(flags: list[str], seed: int, folder: Path, deadline: float | None, nproc: int = 1, place="") -> bool:
     """Train one seed to its end (``--resume`` if its folder exists), its output on the screen and in
     ``train.log``; False if ``deadline`` (a ``time.monotonic()``) came first and the run was stopped, resumable."""
-    argv = [*TRAINER, *flags, "--seed", str(seed), "--out", str(folder), *(["--resume"] if folder.is_dir() else [])]
+    command, shown = trainer(nproc)
+    ours = [*flags, "--seed", str(seed), "--out", str(folder), *(["--resume"] if folder.is_dir() else [])]
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"seed {seed}{place}: python train_agent.py {shlex.join(argv[len(TRAINER) :])}", flush=True)
+    print(f"seed {seed}{place}: {shown} {shlex.join(ours)}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress lines as they come
     with open(folder / "train.log", "a") as log:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen([*command, *ours], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             stopped = relay(proc, log, f"seed {seed} | ", deadline)
         except KeyboardInterrupt:  # Ctrl-C reached the run too; a kill of the study alone is passed on
@@ -232,7 +244,7 @@ def print_seeds(results: list[dict]) -> None:
         )
 
 
-def run_study(out: Path, seeds: list[int], flags: list[str], max_minutes: float | None) -> bool:
+def run_study(out: Path, seeds: list[int], flags: list[str], max_minutes: float | None, nproc: int = 1) -> bool:
     """Train and score every seed not yet scored; False if ``max_minutes`` ran out first."""
     check_flags(out, flags)
     check_same_settings(started(out, seeds))
@@ -241,7 +253,7 @@ def run_study(out: Path, seeds: list[int], flags: list[str], max_minutes: float 
         folder = seed_folder(out, seed)
         if (folder / SCORES).is_file():
             continue
-        if not train_seed(flags, seed, folder, deadline, f" ({i + 1} of {len(seeds)})"):
+        if not train_seed(flags, seed, folder, deadline, nproc, f" ({i + 1} of {len(seeds)})"):
             return False
         check_same_settings(started(out, seeds))
         (folder / SCORES).write_text(json.dumps(score_run(folder), indent=2) + "\n")
@@ -254,12 +266,14 @@ def parser() -> cli.Parser:
     p = cli.Parser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
-        usage="%(prog)s --seeds N [N ...] --out DIR [--max-minutes X] -- TRAIN_AGENT_FLAGS",
+        usage="%(prog)s --seeds N [N ...] --out DIR [--max-minutes X] [--nproc N] -- TRAIN_AGENT_FLAGS",
     )
     p.add_argument("--seeds", type=cli.natural_int, nargs="+", required=True, metavar="N", help="the seeds to train")
     p.add_argument("--out", type=Path, required=True, help="the study's folder: <out>/seed<N>/ per seed")
     budget = "stop after this many minutes (the same command continues), default: when every seed is scored"
     p.add_argument("--max-minutes", type=cli.positive_float, metavar="X", help=budget)
+    nproc = "train each seed on N processes (torchrun --nproc_per_node N); default 1"
+    p.add_argument("--nproc", type=cli.positive_int, default=1, metavar="N", help=nproc)
     return p
 
 
@@ -275,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     command = shlex.join(["python", "-m", "agents.study", *argv])
     try:
-        finished = run_study(args.out, args.seeds, flags, args.max_minutes)
+        finished = run_study(args.out, args.seeds, flags, args.max_minutes, args.nproc)
         results = seed_results(args.out, args.seeds)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; continue with: {command}", file=sys.stderr)

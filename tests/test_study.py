@@ -123,3 +123,10 @@ def test_other_flags_than_the_studys_are_refused_before_any_training(tmp_path, f
     assert not (tmp_path / "seed2").exists()
     assert study.main(["--seeds", "1", "--out", str(tmp_path / "b"), "--", "--seed", "4"]) == 2
     assert "--seed after -- is the study's to set" in capsys.readouterr().err
+
+
+def test_nproc_trains_each_seed_under_torchrun_on_a_free_port():
+    command, shown = study.trainer(2)
+    assert command[1:] == [*"-m torch.distributed.run --standalone --nproc_per_node 2 -m train_agent".split()]
+    assert shown == "torchrun --standalone --nproc_per_node 2 train_agent.py"
+    assert study.trainer(1) == (study.TRAINER, "python train_agent.py")
