@@ -19,7 +19,6 @@ after each glimpse.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,12 +27,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents import cli
+from agents import cli, run_scores
 from agents.checkpoint import CheckpointError
 from agents.cli import UsageError, flag, natural_int, positive_int
-from agents.reinforce import error_with_interval
-from ram_env import TaskConfig, datasets
-from ram_env.datasets import DatasetError
+from agents.training.scoring import error_with_interval
+from ram_env import DatasetError, datasets
 
 PROG = "evaluate.py"
 EPISODES = 25  # episodes watched or recorded when --episodes is not given
@@ -77,33 +75,6 @@ def parser() -> cli.Parser:
     return p
 
 
-def is_sb3(path: Path) -> bool:
-    """Stable-Baselines3 runs are a .zip, or a folder whose config.json names an SB3 algorithm."""
-    if path.suffix == ".zip":
-        return True
-    config = path / "config.json"
-    if path.is_dir() and config.is_file():
-        try:
-            return json.loads(config.read_text()).get("algo", "ram") != "ram"
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            return False
-    return False
-
-
-def library(path: Path):
-    """The module that loads and scores a library learner's run: ``agents.rllib`` or ``agents.sb3``."""
-    config = (path if path.is_dir() else path.parent) / "config.json"
-    try:
-        rllib = json.loads(config.read_text()).get("learner") == "rllib"
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        rllib = False
-    if rllib:
-        from agents import rllib as runs
-    else:
-        from agents import sb3 as runs
-    return runs
-
-
 def check_flags(args, sb3: bool) -> None:
     """A flag that would be silently ignored is named instead."""
     watching = args.render or args.gif or args.video
@@ -121,29 +92,20 @@ def check_flags(args, sb3: bool) -> None:
             )
 
 
-def check_sb3_task(path: Path) -> None:
-    """The SB3 run's config.json names a task this code can build."""
-    config_path = (path if path.is_dir() else path.parent) / "config.json"
-    try:
-        env = json.loads(config_path.read_text())["env"]
-        TaskConfig.from_kwargs({k: v for k, v in env.items() if k not in ("split", "render_mode")})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UsageError(f"{config_path} does not describe a task this code can build ({type(e).__name__}: {e})")
-
-
 def load_agent(args, sb3: bool):
     """The agent's task keywords (for GlimpseEnv) and its policy over batches of observations."""
     if sb3:
-        runs = library(args.checkpoint)
+        runs = run_scores.library(args.checkpoint)
         model, config = runs.load(args.checkpoint)
         kwargs = {k: v for k, v in config["env"].items() if k != "split"}
         policy = runs.policy_of(model, config["algo"], kwargs)
     else:
-        from agents import reinforce
-        from agents.ram import BatchPolicy
+        from agents.training.config import resolve_device
+        from agents.training.policy import BatchPolicy
+        from agents.training.run_state import load_model
 
-        device = reinforce.resolve_device(args.device or DEVICE)
-        model, config = reinforce.load_model(args.checkpoint, device)
+        device = resolve_device(args.device or DEVICE)
+        model, config = load_model(args.checkpoint, device)
         kwargs = {**gym.spec(config.env_id).kwargs, **config.env_kwargs, "data_dir": config.data_dir}
         policy = BatchPolicy(model, device)
     if args.data_dir:
@@ -176,48 +138,6 @@ def show(args, sb3: bool) -> str:
     return f"{sum(results)} of {len(results)} episodes right"
 
 
-def score(args, sb3: bool) -> list[tuple[str, np.ndarray | None]]:
-    """What was scored and the lines that report it: ``(description, correct flags)`` per protocol, then the
-    glimpses used or the per-step errors as ``(line, None)``."""
-    if sb3:
-        runs = library(args.checkpoint)
-        correct, config = runs.evaluate(args.checkpoint, args.split, args.data_dir, limit=args.limit)
-        return [(f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}", correct)]
-
-    from agents import reinforce
-
-    device = reinforce.resolve_device(args.device or DEVICE)
-    model, config = reinforce.load_model(args.checkpoint, device)
-    if args.per_step and model.config.halting:
-        raise UsageError("--per-step scores a fixed-budget agent; this one (answer=any_step) answers when it stops")
-    if args.data_dir:
-        config.data_dir = args.data_dir
-    rollouts = args.test_rollouts or config.test_rollouts
-    common = dict(limit=args.limit, seed=args.seed or 0, progress=True)
-    common["env_device"] = reinforce.resolve_env_device(config, device)  # on a GPU the episodes live there too
-    what = f"RAM agent on {config.env_id}"
-    averaged = reinforce.evaluate_split(model, config, args.split, rollouts, device, per_step=args.per_step, **common)
-    sampled = reinforce.evaluate_split(model, config, args.split, 1, device, sample=True, **common)
-    lines = [
-        (f"{what}, {rollouts} rollout(s){', mean locations' if rollouts == 1 else ''}", averaged.correct),
-        (f"{what}, 1 rollout, sampled locations", sampled.correct),
-    ]
-    if model.config.halting:
-        n_glimpses = {**TaskConfig().to_dict(), **gym.spec(config.env_id).kwargs, **config.env_kwargs}["n_glimpses"]
-        for scores, protocol in ((averaged, "all rollouts"), (sampled, "1 sampled rollout")):
-            lines.append((glimpses_line(scores.glimpses, n_glimpses, protocol), None))
-    for t, correct in enumerate(averaged.per_step if args.per_step else []):
-        lines.append((f"  after {t + 1} glimpse(s): error {100 * (1 - correct.mean()):.2f}%", None))
-    return lines
-
-
-def glimpses_line(glimpses: np.ndarray, n_glimpses: int, protocol: str) -> str:
-    """The mean and the distribution (over 1 .. ``n_glimpses``) of the glimpses the episodes took before answering."""
-    counts = np.bincount(glimpses.ravel(), minlength=n_glimpses + 1)[1:] / glimpses.size
-    shares = "  ".join(f"{k + 1}: {100 * share:.1f}%" for k, share in enumerate(counts))
-    return f"  glimpses used ({protocol}): mean {glimpses.mean():.2f}  ({shares})"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads is not None:
@@ -226,15 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.checkpoint.exists():
             raise UsageError(f"{args.checkpoint}: no such checkpoint file or run folder")
-        sb3 = is_sb3(args.checkpoint)
+        sb3 = run_scores.is_sb3(args.checkpoint)
         check_flags(args, sb3)
         cli.check_device(args.device or DEVICE)
         if sb3:
-            check_sb3_task(args.checkpoint)
+            run_scores.check_sb3_task(args.checkpoint)
         if args.render or args.gif or args.video:
             print(show(args, sb3))
             return 0
-        lines = score(args, sb3)
+        lines = run_scores.score_run(
+            args.checkpoint,
+            args.split,
+            args.data_dir,
+            args.limit,
+            args.test_rollouts,
+            args.seed or 0,
+            args.per_step,
+            args.device or DEVICE,
+        )
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130

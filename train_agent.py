@@ -27,7 +27,8 @@ import torch
 from agents import cli
 from agents.cli import UsageError, flag, natural_int, positive_float, positive_int
 from agents.ram import RAMConfig
-from agents.reinforce import TrainConfig, error_with_interval
+from agents.training.config import TrainConfig
+from agents.training.scoring import error_with_interval
 from ram_env import TASKS, TaskConfig, task_id
 from ram_env.task import ANSWERS
 
@@ -323,29 +324,9 @@ def ram_config(args, s: dict) -> TrainConfig:
 
 def train_ram(args, s: dict, out: Path, resume: bool) -> None:
     """Train the RAM agent into ``out``; then score best.pt on test and draw its episodes."""
-    from agents import distributed, reinforce
+    from agents.training import loop
 
-    config = ram_config(args, s)
-    say = reinforce.print_main  # under torchrun every rank trains and scores; rank 0 alone prints and writes
-    say(f"training the RAM agent on {config.env_id} {config.env_kwargs} -> {out}")
-    summary = reinforce.train(config, out, resume=resume)
-    minutes = summary["elapsed_seconds"] / 60
-    say(f"best val error {summary['best_val_error']:.2f}% at epoch {summary['best_epoch']} after {minutes:.1f} min")
-    device = reinforce.resolve_device(config.device)
-    model, _ = reinforce.load_model(out, device)
-    env_device = reinforce.resolve_env_device(config, device)
-    # Both protocols, as evaluate.py reports them: the run's rollouts averaged, and one sampled rollout (M=1).
-    for rollouts, sample, what in ((config.test_rollouts, None, "rollout(s)"), (1, True, "sampled rollout")):
-        scores = reinforce.evaluate_split(model, config, "test", rollouts, device, sample=sample, env_device=env_device)
-        err, low, high = error_with_interval(scores.correct)
-        used = f", {scores.glimpses.mean():.2f} glimpses on average" if model.config.halting else ""
-        say(
-            f"test error of best.pt: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(scores.correct)} images, "
-            f"{rollouts} {what}{used}"
-        )
-    if not args.no_gif and distributed.is_main():
-        write_gif(model, config, out / "best.gif")
-    distributed.finish()
+    loop.train_and_test(ram_config(args, s), out, resume=resume, gif=not args.no_gif)
 
 
 def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
@@ -403,24 +384,6 @@ def train_rllib(args, s: dict, out: Path, resume: bool) -> None:
     print(f"test error of best/: {err:.2f}% (95% CI {low:.2f}-{high:.2f}%) on {len(correct)} images")
 
 
-def write_gif(model, config: TrainConfig, path: Path) -> None:
-    """A 4x4 grid of the model's episodes on the first validation images."""
-    from agents.ram import BatchPolicy
-    from ram_env import recording
-
-    envs = gym.make_vec(
-        config.env_id,
-        num_envs=16,
-        vectorization_mode="vector_entry_point",
-        split="val",
-        data_dir=config.data_dir,
-        render_mode="rgb_array",
-        **config.env_kwargs,
-    )
-    recording.record_gif(envs, BatchPolicy(model.cpu()), path, indices=range(16), max_side=640)
-    print(f"wrote {path}")
-
-
 def continue_command(command: list[str]) -> str:
     """The command that continues an interrupted run: the same one, plus --resume (under torchrun, its launch)."""
     from agents import distributed
@@ -434,7 +397,7 @@ def continue_command(command: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from agents import distributed
     from agents.checkpoint import CheckpointError
-    from ram_env.datasets import DatasetError
+    from ram_env import DatasetError
 
     command = [sys.executable, *sys.argv] if argv is None else ["python", PROG, *argv]
     args = parser().parse_args(command[2:])

@@ -86,7 +86,7 @@ def ram_epochs(task: str, ram_flags: list[str], steps: int) -> int:
     import gymnasium as gym
 
     import ram_env  # noqa: F401  (registers the tasks)
-    from agents.reinforce import TrainConfig
+    from agents.training.config import TrainConfig
     from ram_env.datasets import N_VAL
 
     batch = (

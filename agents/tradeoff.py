@@ -20,7 +20,7 @@ import gymnasium as gym
 from agents import cli
 from agents.checkpoint import CheckpointError
 from agents.cli import UsageError
-from ram_env.datasets import DatasetError
+from ram_env import DatasetError
 
 PROG = "python -m agents.tradeoff"
 # Mnih et al. (2014), NIPS version, Tables 1 and 2: test error (%) of RAM models trained for each number of
@@ -47,12 +47,12 @@ class Point:
 
 def score_run(run: Path, device: str = "cpu", limit: int | None = None) -> Point:
     """Score a run folder's ``best.pt`` on test in both protocols."""
-    from agents import reinforce
+    from agents.training import run_state, scoring
 
     path = run / "best.pt" if run.is_dir() else run
-    model, config = reinforce.load_model(path, device)
+    model, config = run_state.load_model(path, device)
     scores = {
-        m: reinforce.evaluate_split(model, config, "test", m, device, limit=limit, sample=True)
+        m: scoring.evaluate_split(model, config, "test", m, device, limit=limit, sample=True)
         for m in (config.test_rollouts, 1)
     }
     averaged, single = scores[config.test_rollouts], scores[1]

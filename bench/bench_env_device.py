@@ -3,7 +3,7 @@
     python bench/bench_env_device.py                  # both networks on the CPU; episodes: numpy vs torch on the CPU
     python bench/bench_env_device.py --device cuda    # network on the GPU; episodes: numpy (host) vs GPU-resident
 
-Each loop is the RAM agent's own update (:func:`agents.reinforce.update`) at the default batch, on the exp2 and
+Each loop is the RAM agent's own update (:func:`agents.training.loop.update`) at the default batch, on the exp2 and
 exp3 tasks; the loops take turns in timed rounds and the best round of each is kept. Prints samples (training
 episodes) per second, the ratio torch/numpy, and on a GPU the peak GPU memory of each loop.
 """
@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from agents import reinforce
-from agents.reinforce import TrainConfig
+from agents.training.config import TrainConfig, make_envs, make_model
+from agents.training.loop import make_optimizer, update
 
 TASKS = {
     "exp2": dict(env_id="RAM/TranslatedMNIST60-v0", model={"std": 0.25, "core": "lstm"}),
@@ -34,16 +34,16 @@ class Loop:
         torch.manual_seed(1)
         self.config = TrainConfig(**task, batch_size=batch, device=str(device), data_dir=data_dir)
         self.device = device
-        self.envs = reinforce.make_envs(self.config, "train", batch, env_device)
+        self.envs = make_envs(self.config, "train", batch, env_device)
         self.envs.reset(seed=1)
-        self.model = reinforce.make_model(self.config, self.envs).to(device).train()
-        self.optimizer, self.scheduler = reinforce.make_optimizer(self.config, self.model, 100)
+        self.model = make_model(self.config, self.envs).to(device).train()
+        self.optimizer, self.scheduler = make_optimizer(self.config, self.model, 100)
         self.rng = np.random.default_rng(1)
         self.best = float("inf")  # seconds per update
 
     def step(self) -> None:
         images = self.rng.choice(self.envs.unwrapped.n_images, self.config.batch_size, replace=False)
-        reinforce.update(self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device)
+        update(self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device)
 
     def round(self, updates: int) -> None:
         self.sync()

@@ -9,7 +9,7 @@ class probabilities averaged), with the same env, weights and noise:
 
 - ``plain``: every rollout reads its own first glimpse, and the convolutional glimpse network flattens its
   channels-last feature map with ``nn.Flatten`` (a copy into ``(C, H, W)`` order) before ``nn.Linear``;
-- ``ours``: :func:`agents.reinforce.evaluate`: the rollouts of an image share one fixed first glimpse, which the
+- ``ours``: :func:`agents.training.scoring.evaluate`: the rollouts of an image share one fixed first glimpse, which the
   network reads once, and the feature map is flattened in memory order with the small weight reordered instead.
 
 Rounds run in turns and the best of ``--repeats`` is kept; the two must give the same correct/wrong flags.
@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import reinforce
-from agents.ram import BatchPolicy, LinearChannelsLast
+from agents.ram import LinearChannelsLast
+from agents.training import run_state, scoring
+from agents.training.config import make_envs
+from agents.training.policy import BatchPolicy
 
 
 def plain_network(model):
@@ -67,12 +69,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model, config = reinforce.load_model(args.checkpoint)
+    model, config = run_state.load_model(args.checkpoint)
     rollouts = config.test_rollouts
-    envs = reinforce.make_envs(config, "test", reinforce.EVAL_CHUNK * rollouts)
+    envs = make_envs(config, "test", scoring.EVAL_CHUNK * rollouts)
     loops = {
         "plain": lambda: plain_evaluate(plain_network(model), envs, rollouts, args.images),
-        "ours": lambda: reinforce.evaluate(model, envs, rollouts, limit=args.images),
+        "ours": lambda: scoring.evaluate(model, envs, rollouts, limit=args.images),
     }
     best, flags = {}, {}
     for _ in range(args.repeats):

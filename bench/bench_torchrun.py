@@ -7,8 +7,8 @@
 For each setting (the paper's exp1 and exp2, as in ``bench/bench_train.py``) it starts, one after the other,
 ``python bench/bench_torchrun.py --worker SETTING`` (one process) and the same under
 ``torchrun --standalone --nproc_per_node 2`` (two ranks, gloo), each with one torch thread per process. A worker
-runs :func:`agents.reinforce.update` exactly as :func:`agents.reinforce.train` does (the global ``--batch`` split
-over the ranks, DistributedDataParallel averaging the gradients), times ``--updates`` updates after ``--warmup``,
+runs :func:`agents.training.loop.update` exactly as :func:`agents.training.loop.train` does (the global ``--batch``
+split over the ranks, DistributedDataParallel averaging the gradients), times ``--updates`` updates after ``--warmup``,
 and reports training samples (images) per second. The runs alternate for ``--rounds`` rounds, and the
 median of the rounds' ratios is printed last. The two-rank worker also times averaging the network's gradients
 alone, back to back, by gloo's all-reduce and through shared memory (what the training uses when every rank is
@@ -34,7 +34,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from agents import distributed, reinforce, shared_memory
+from agents import distributed, shared_memory
+from agents.training import loop
+from agents.training.config import TrainConfig, make_envs, make_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import EPOCH, SETTINGS  # noqa: E402  (this folder is no package)
@@ -48,20 +50,20 @@ def worker(setting: str, batch: int, updates: int, warmup: int, average: bool = 
     world = distributed.world_size()
     s = SETTINGS[setting]
     env_kwargs = {k: s[k] for k in ("translated_size", "n_glimpses", "patch_size", "n_patches", "scale")}
-    config = reinforce.TrainConfig(
+    config = TrainConfig(
         env_id=s["env_id"], env_kwargs=env_kwargs, model={"std": s["std"]}, batch_size=batch, device="cpu"
     )
-    envs = reinforce.make_envs(config, "train", batch // world)
+    envs = make_envs(config, "train", batch // world)
     envs.reset(seed=distributed.rank_seed(config.seed))
     torch.manual_seed(config.seed)
-    model = reinforce.make_model(config, envs)
-    optimizer, scheduler = reinforce.make_optimizer(config, model, EPOCH // batch)
+    model = make_model(config, envs)
+    optimizer, scheduler = loop.make_optimizer(config, model, EPOCH // batch)
     net = distributed.wrap(model, device) if average else model
     order = np.random.default_rng(config.seed).permutation(EPOCH)
 
     def step(k: int) -> None:
         images = order[k * batch : (k + 1) * batch]
-        reinforce.update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
+        loop.update(net, optimizer, scheduler, envs, distributed.shard(images), config, device)
 
     for k in range(warmup):
         step(k)
@@ -117,7 +119,7 @@ def averaging(timings: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["exp1", "exp2"])
-    p.add_argument("--batch", type=int, default=reinforce.TrainConfig().batch_size, help="global batch (default 512)")
+    p.add_argument("--batch", type=int, default=TrainConfig().batch_size, help="global batch (default 512)")
     p.add_argument("--updates", type=int, default=40)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=5, help="rounds of measurements per setting (default 5)")

@@ -22,9 +22,9 @@ baseline + the baseline's squared error) and Adam:
   loop over the images, then ``F.avg_pool2d``\\ s the larger patches down to the patch size (checked at
   start to give the env's glimpses). Also timed at our default batch, for reference: how much a bigger
   batch alone buys the reference's loop (``--no-reference-default`` skips it).
-- ``ours``: the project's own code path, as :func:`agents.reinforce.train` runs it: the env from
-  :func:`agents.reinforce.make_envs`, the network from :func:`~agents.reinforce.make_model`, Adam and
-  the schedule from :func:`~agents.reinforce.make_optimizer`, and :func:`~agents.reinforce.update` on
+- ``ours``: the project's own code path, as :func:`agents.training.loop.train` runs it: the env from
+  :func:`agents.training.config.make_envs`, the network from :func:`~agents.training.config.make_model`, Adam and
+  the schedule from :func:`~agents.training.loop.make_optimizer`, and :func:`~agents.training.loop.update` on
   the next ``batch_size`` images of a shuffled epoch; at batch 32 (the reference's) and at our default
   (:data:`DEFAULT_BATCH`, ``TrainConfig().batch_size``).
   The progress bar and the per-epoch validation are left out of both loops.
@@ -54,12 +54,13 @@ from torch import nn
 from torch.distributions import Normal
 
 import ram_env  # noqa: F401  (registers the ids)
-from agents import reinforce
+from agents.training import loop
+from agents.training.config import TrainConfig, make_envs, make_model
 from ram_env import datasets
 from ram_env.sensor import Retina, integral_image
 
 EPOCH = 55_000  # training images in an epoch (the train split)
-DEFAULT_BATCH = reinforce.TrainConfig().batch_size  # what train_agent.py uses when no --batch_size is given
+DEFAULT_BATCH = TrainConfig().batch_size  # what train_agent.py uses when no --batch_size is given
 SETTINGS = {
     "exp1": dict(
         env_id="RAM/MNIST-v0", translated_size=None, n_glimpses=6, patch_size=8, n_patches=1, scale=2, std=0.15
@@ -220,13 +221,13 @@ class ReferenceLoop:
 
 # ------------------------------------------------------------------------------------ ours
 class OurLoop:
-    """The body of :func:`agents.reinforce.train`'s epoch loop, without its progress bar."""
+    """The body of :func:`agents.training.loop.train`'s epoch loop, without its progress bar."""
 
     def __init__(self, setting: dict, batch_size: int, data_dir, device: torch.device, seed: int = 1):
         torch.manual_seed(seed)
         s = setting
         env_kwargs = {k: s[k] for k in ("translated_size", "n_glimpses", "patch_size", "n_patches", "scale")}
-        self.config = reinforce.TrainConfig(
+        self.config = TrainConfig(
             env_id=s["env_id"],
             env_kwargs=env_kwargs,
             model={"std": s["std"]},
@@ -236,12 +237,12 @@ class OurLoop:
             device=str(device),
         )
         self.device = device
-        self.envs = reinforce.make_envs(self.config, "train", batch_size * self.config.train_rollouts)
+        self.envs = make_envs(self.config, "train", batch_size * self.config.train_rollouts)
         self.envs.reset(seed=seed)
-        self.model = reinforce.make_model(self.config, self.envs).to(self.device).train()
+        self.model = make_model(self.config, self.envs).to(self.device).train()
         self.n_train = self.envs.unwrapped.n_images
         self.steps_per_epoch = self.n_train // batch_size
-        self.optimizer, self.scheduler = reinforce.make_optimizer(self.config, self.model, self.steps_per_epoch)
+        self.optimizer, self.scheduler = loop.make_optimizer(self.config, self.model, self.steps_per_epoch)
         self.rng = np.random.default_rng(seed)
         self.batches, self.next = None, 0
         self.losses, self.rewards = [], []
@@ -252,7 +253,7 @@ class OurLoop:
             self.batches, self.next = order.reshape(self.steps_per_epoch, self.config.batch_size), 0
         images = self.batches[self.next]
         self.next += 1
-        loss, reward = reinforce.update(
+        loss, reward = loop.update(
             self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device
         )
         self.losses.append(loss)
@@ -364,7 +365,7 @@ def main() -> None:
     )
     print(
         "training samples/s: reference-style monolithic loop (batch 32) vs ours through the vector env "
-        "(agents/reinforce.py)"
+        "(agents/training/)"
     )
     t0 = time.perf_counter()
     images, labels = datasets.load("MNIST", "train", args.data_dir)

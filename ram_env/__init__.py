@@ -30,12 +30,12 @@ Two more per dataset follow the MNIST experiments of the Deep Recurrent Attentio
 
 import gymnasium
 
-from ram_env.datasets import DATASETS
+from ram_env.datasets import DATASETS, DatasetError
 from ram_env.env import GlimpseEnv
 from ram_env.task import TaskConfig
 from ram_env.vector import GlimpseVectorEnv
 
-__all__ = ["GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "DRAM_TASKS", "task_id"]
+__all__ = ["DatasetError", "GlimpseEnv", "GlimpseVectorEnv", "TaskConfig", "TASKS", "DRAM_TASKS", "task_id"]
 
 # name pattern -> task defaults; "{D}" is the dataset.
 TASKS = {

@@ -3,16 +3,18 @@
 import csv
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 
-from agents import checkpoint, reinforce
-from agents.ram import BatchPolicy, RAMConfig, RecurrentAttentionModel
-from agents.reinforce import TrainConfig
+from agents import checkpoint
+from agents.ram import RAMConfig, RecurrentAttentionModel
 from agents.runlog import METRICS, read_metrics
+from agents.training import loop, rollout, run_state, scoring
+from agents.training.config import TrainConfig, make_envs, make_model, resolve_env_device
+from agents.training.policy import BatchPolicy
 from ram_env import datasets
 
 
@@ -32,8 +34,8 @@ def small_config(data_dir, **overrides) -> TrainConfig:
 
 
 def val_accuracy(model, config, limit=500) -> float:
-    envs = reinforce.make_envs(config, "val", 250)
-    return float(reinforce.evaluate(model, envs, 1, "cpu", limit=limit).mean())
+    envs = make_envs(config, "val", 250)
+    return float(scoring.evaluate(model, envs, 1, "cpu", limit=limit).mean())
 
 
 def test_learns_far_above_chance(data_dir, tmp_path):
@@ -42,8 +44,8 @@ def test_learns_far_above_chance(data_dir, tmp_path):
         data_dir, train_images=6400, batch_size=64, n_epochs=5, lr=3e-3, lr_schedule="constant", tensorboard=True
     )
     run = tmp_path / "run"
-    summary = reinforce.train(config, run)
-    model, _ = reinforce.load_model(run)
+    summary = loop.train(config, run)
+    model, _ = run_state.load_model(run)
     assert val_accuracy(model, config) > 0.4
     assert summary["best_val_error"] < 60
     # The run folder's contract (agents/runlog.py): its columns, percents (30 is no fraction), env steps of
@@ -61,10 +63,10 @@ def test_learns_far_above_chance(data_dir, tmp_path):
 def loss_terms(data_dir, **overrides):
     torch.manual_seed(0)
     config = small_config(data_dir, **overrides)
-    envs = reinforce.make_envs(config, "train", 16)
+    envs = make_envs(config, "train", 16)
     envs.reset(seed=0)
-    model = reinforce.make_model(config, envs)
-    terms, *_ = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
+    model = make_model(config, envs)
+    terms, *_ = rollout.rollout_loss(model, envs, np.arange(16), config, "cpu")
     return model, terms
 
 
@@ -152,15 +154,15 @@ def test_baseline_learns_to_predict_the_reward(data_dir):
     config = small_config(data_dir)
     _, labels = datasets.load("MNIST", "train", data_dir)
     zeros = np.flatnonzero(labels == 0)[:16]
-    envs = reinforce.make_envs(config, "train", 16)
+    envs = make_envs(config, "train", 16)
     envs.reset(seed=0)
-    model = reinforce.make_model(config, envs)
+    model = make_model(config, envs)
     with torch.no_grad():
         model.classifier.bias[0] = 1e4
     optimizer = torch.optim.Adam(model.baseliner.parameters(), lr=0.05)
     errors = []
     for _ in range(100):
-        terms, reward, _ = reinforce.rollout_loss(model, envs, zeros, config, "cpu")
+        terms, reward, _ = rollout.rollout_loss(model, envs, zeros, config, "cpu")
         assert reward == 1.0
         optimizer.zero_grad()
         terms["baseline"].backward()
@@ -171,13 +173,13 @@ def test_baseline_learns_to_predict_the_reward(data_dir):
 
 def test_save_load_gives_identical_predictions(data_dir, tmp_path):
     config = small_config(data_dir)
-    envs = reinforce.make_envs(config, "val", 64)
-    model = reinforce.make_model(config, envs)
+    envs = make_envs(config, "val", 64)
+    model = make_model(config, envs)
     checkpoint.save(
         tmp_path / "m.pt",
-        {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()},
+        {"config": asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()},
     )
-    loaded, loaded_config = reinforce.load_model(tmp_path / "m.pt")
+    loaded, loaded_config = run_state.load_model(tmp_path / "m.pt")
     assert loaded_config == config
     obs, _ = envs.reset(seed=3, options={"indices": np.arange(64)})
     a, b = BatchPolicy(model), BatchPolicy(loaded)
@@ -203,11 +205,11 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device):
     # env_device "cpu": episodes from the torch backend, whose generator last.pt must keep too.
     config = small_config(data_dir, n_epochs=2, device=device, env_device=env_device)
-    reinforce.train(config, tmp_path / "straight")
+    loop.train(config, tmp_path / "straight")
     # The same run, stopped after its first epoch (a zero time budget) and resumed.
-    reinforce.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")
+    loop.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")
     assert checkpoint.load(tmp_path / "stopped", "last.pt")["epoch"] == 1
-    reinforce.train(config, tmp_path / "stopped", resume=True)
+    loop.train(config, tmp_path / "stopped", resume=True)
     a, b = checkpoint.load(tmp_path / "straight", "last.pt"), checkpoint.load(tmp_path / "stopped", "last.pt")
     assert a["epoch"] == b["epoch"] == 2
     for name in a["model"]:
@@ -221,17 +223,17 @@ def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device):
 def test_evaluate_scores_the_same_on_the_gpu(data_dir):
     # Sampled locations come from a CPU generator, so a checkpoint scores the same wherever it runs.
     config = small_config(data_dir)
-    envs = reinforce.make_envs(config, "val", 500)
-    model = reinforce.make_model(config, envs)
-    on_cpu = reinforce.evaluate(model, envs, 10, "cpu", limit=500)
-    on_gpu = reinforce.evaluate(model.cuda(), envs, 10, "cuda", limit=500)
+    envs = make_envs(config, "val", 500)
+    model = make_model(config, envs)
+    on_cpu = scoring.evaluate(model, envs, 10, "cpu", limit=500)
+    on_gpu = scoring.evaluate(model.cuda(), envs, 10, "cuda", limit=500)
     np.testing.assert_array_equal(on_cpu, on_gpu)
 
 
 def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_path):
     config = small_config(data_dir, n_epochs=1)
-    reinforce.train(config, tmp_path / "run")
-    reinforce.train(replace(config, n_epochs=3), tmp_path / "run", resume=True)
+    loop.train(config, tmp_path / "run")
+    loop.train(replace(config, n_epochs=3), tmp_path / "run", resume=True)
     with open(tmp_path / "run" / "metrics.csv") as f:
         lrs = [float(row["lr"]) for row in csv.DictReader(f)]
     # Epoch 1 annealed to 0; the extension warms back up to where a 3-epoch cosine stands after 2 and 3.
@@ -239,20 +241,20 @@ def test_resume_extends_a_finished_run_along_the_longer_schedule(data_dir, tmp_p
     assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["n_epochs"] == 3
     with pytest.raises(ValueError, match="n_epochs 2 is shorter than the run's 3"):
-        reinforce.train(replace(config, n_epochs=2), tmp_path / "run", resume=True)
+        loop.train(replace(config, n_epochs=2), tmp_path / "run", resume=True)
 
 
 def test_resume_may_switch_val_rollouts_and_rescores_best(data_dir, tmp_path):
     config = small_config(data_dir)
-    reinforce.train(config, tmp_path / "run")
+    loop.train(config, tmp_path / "run")
     config = replace(config, n_epochs=2, val_rollouts=3)
-    val_envs = reinforce.make_envs(config, "val", 249)
+    val_envs = make_envs(config, "val", 249)
 
     def score(path) -> float:
-        return 100 * (1 - float(reinforce.evaluate(reinforce.load_model(path)[0], val_envs, 3).mean()))
+        return 100 * (1 - float(scoring.evaluate(run_state.load_model(path)[0], val_envs, 3).mean()))
 
     first = score(tmp_path / "run" / "best.pt")  # epoch 1, chosen on one rollout, scored as the resumed run will
-    reinforce.train(config, tmp_path / "run", resume=True)
+    loop.train(config, tmp_path / "run", resume=True)
     second = score(tmp_path / "run" / "last.pt")
     with open(tmp_path / "run" / "metrics.csv") as f:
         assert float(list(csv.DictReader(f))[-1]["val_error"]) == pytest.approx(second, abs=1e-4)
@@ -263,87 +265,92 @@ def test_resume_may_switch_val_rollouts_and_rescores_best(data_dir, tmp_path):
 
 def test_resume_refuses_another_config(data_dir, tmp_path):
     config = small_config(data_dir)
-    reinforce.train(config, tmp_path / "run")
+    loop.train(config, tmp_path / "run")
     with pytest.raises(checkpoint.CheckpointError, match="another config"):
-        reinforce.train(replace(config, lr=0.5), tmp_path / "run", resume=True)
+        loop.train(replace(config, lr=0.5), tmp_path / "run", resume=True)
     with pytest.raises(checkpoint.CheckpointError, match="another config"):
-        reinforce.train(replace(config, model={**config.model, "glimpse_net": "conv"}), tmp_path / "run", resume=True)
+        loop.train(replace(config, model={**config.model, "glimpse_net": "conv"}), tmp_path / "run", resume=True)
     # A network option left at its default is the same run as one saved before the option existed.
-    reinforce.train(
-        replace(config, n_epochs=2, model={**config.model, "glimpse_net": "mlp"}), tmp_path / "run", resume=True
-    )
+    loop.train(replace(config, n_epochs=2, model={**config.model, "glimpse_net": "mlp"}), tmp_path / "run", resume=True)
     assert checkpoint.load(tmp_path / "run", "last.pt")["epoch"] == 2
 
 
 def test_bad_checkpoints_get_clear_errors(data_dir, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
-        reinforce.load_model(tmp_path / "missing.pt")
+        run_state.load_model(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoint.CheckpointError, match="truncated or not a checkpoint"):
-        reinforce.load_model(tmp_path / "junk.pt")
+        run_state.load_model(tmp_path / "junk.pt")
     config = small_config(data_dir)
-    model = reinforce.make_model(config, reinforce.make_envs(config, "val", 4))
-    payload = {"config": reinforce.asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()}
+    model = make_model(config, make_envs(config, "val", 4))
+    payload = {"config": asdict(config), "model_config": model.config.to_dict(), "model": model.state_dict()}
     checkpoint.save(tmp_path / "good.pt", payload)
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:2000])
     with pytest.raises(checkpoint.CheckpointError, match="truncated"):
-        reinforce.load_model(tmp_path / "truncated.pt")
+        run_state.load_model(tmp_path / "truncated.pt")
     torch.save({"some": "dict"}, tmp_path / "foreign.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not a RAM agent checkpoint"):
-        reinforce.load_model(tmp_path / "foreign.pt")
+        run_state.load_model(tmp_path / "foreign.pt")
     checkpoint.save(
         tmp_path / "mismatch.pt", {**payload, "model_config": {**payload["model_config"], "core_hidden": 99}}
     )
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
-        reinforce.load_model(tmp_path / "mismatch.pt")
+        run_state.load_model(tmp_path / "mismatch.pt")
 
 
 def test_evaluate_visits_every_image_once_and_pads_the_last_chunk(data_dir):
     config = small_config(data_dir)
-    envs = reinforce.make_envs(config, "val", 64)
-    model = reinforce.make_model(config, envs)
+    envs = make_envs(config, "val", 64)
+    model = make_model(config, envs)
     played, reset = [], envs.reset
     envs.reset = lambda **kwargs: played.append(kwargs["options"]["indices"]) or reset(**kwargs)
-    correct = reinforce.evaluate(model, envs, rollouts=4, limit=37)  # 16 images per chunk: 16 + 16 + 5
+    correct = scoring.evaluate(model, envs, rollouts=4, limit=37)  # 16 images per chunk: 16 + 16 + 5
     assert correct.shape == (37,)
     # Each chunk fills all 64 envs with 4 rollouts of each image in a row; the last pads with its own images.
     assert [sorted(set(indices)) for indices in played] == [list(range(16)), list(range(16, 32)), list(range(32, 37))]
     assert all(len(indices) == 64 and (indices.reshape(16, 4) == indices[::4, None]).all() for indices in played)
-    again = reinforce.evaluate(model, envs, rollouts=4, limit=37)
+    again = scoring.evaluate(model, envs, rollouts=4, limit=37)
     np.testing.assert_array_equal(correct, again)  # seeded sampling: the same score every time
     # Padding does not change a score: with one rollout (mean locations), images 0..36 score the same whether
     # they fill a padded chunk of 64 envs or share a full one with images 37..63.
-    padded, full = reinforce.evaluate(model, envs, limit=37), reinforce.evaluate(model, envs, limit=64)
+    padded, full = scoring.evaluate(model, envs, limit=37), scoring.evaluate(model, envs, limit=64)
     np.testing.assert_array_equal(padded, full[:37])
     with pytest.raises(ValueError, match="3 rollouts need a multiple of 3 envs, got 64"):
-        reinforce.evaluate(model, envs, rollouts=3)
+        scoring.evaluate(model, envs, rollouts=3)
 
 
 def test_error_interval():
-    err, low, high = reinforce.error_with_interval(np.array([True] * 99 + [False]))
+    err, low, high = scoring.error_with_interval(np.array([True] * 99 + [False]))
     assert err == pytest.approx(1.0) and low < 1.0 < high and low > 0
 
 
 def test_torch_backend_episodes_give_the_numpy_backends_losses_and_scores(data_dir):
     # Val episodes are the same on both backends, so the same network and noise give the same loss and scores.
     config = small_config(data_dir)
-    numpy_envs, torch_envs = reinforce.make_envs(config, "val", 64), reinforce.make_envs(config, "val", 64, "cpu")
+    numpy_envs, torch_envs = make_envs(config, "val", 64), make_envs(config, "val", 64, "cpu")
     assert isinstance(torch_envs.reset()[0]["glimpse"], torch.Tensor)
-    model = reinforce.make_model(config, numpy_envs)
+    model = make_model(config, numpy_envs)
     terms = []
     for envs in (numpy_envs, torch_envs):
         torch.manual_seed(0)
-        losses, reward, _ = reinforce.rollout_loss(model, envs, np.arange(64), config, torch.device("cpu"))
+        losses, reward, _ = rollout.rollout_loss(model, envs, np.arange(64), config, torch.device("cpu"))
         terms.append({**{k: v.item() for k, v in losses.items()}, "reward": reward})
     assert terms[0] == pytest.approx(terms[1], abs=1e-6)
-    on_numpy = reinforce.evaluate(model, reinforce.make_envs(config, "val", 500), 10, "cpu", limit=300)
-    on_torch = reinforce.evaluate(model, reinforce.make_envs(config, "val", 500, "cpu"), 10, "cpu", limit=300)
+    on_numpy = scoring.evaluate(model, make_envs(config, "val", 500), 10, "cpu", limit=300)
+    on_torch = scoring.evaluate(model, make_envs(config, "val", 500, "cpu"), 10, "cpu", limit=300)
     np.testing.assert_array_equal(on_numpy, on_torch)
 
 
 def test_env_device_auto_keeps_numpy_on_a_cpu_and_follows_a_gpu():
     config = TrainConfig()
-    assert reinforce.resolve_env_device(config, torch.device("cpu")) is None
-    assert reinforce.resolve_env_device(config, torch.device("cuda", 0)) == torch.device("cuda", 0)
-    assert reinforce.resolve_env_device(replace(config, env_device="numpy"), torch.device("cuda", 0)) is None
-    assert reinforce.resolve_env_device(replace(config, env_device="cpu"), torch.device("cpu")) == torch.device("cpu")
+    assert resolve_env_device(config, torch.device("cpu")) is None
+    assert resolve_env_device(config, torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert resolve_env_device(replace(config, env_device="numpy"), torch.device("cuda", 0)) is None
+    assert resolve_env_device(replace(config, env_device="cpu"), torch.device("cpu")) == torch.device("cpu")
+
+
+def test_scoring_refuses_a_network_of_other_classes_than_the_tasks_action_space(data_dir):
+    config = TrainConfig(data_dir=data_dir)
+    model = RecurrentAttentionModel(RAMConfig(n_classes=5))
+    with pytest.raises(ValueError, match="answers 5 classes but the task's action space has 10 labels"):
+        scoring.evaluate_split(model, config, "val", 1, limit=10)

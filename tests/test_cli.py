@@ -11,8 +11,8 @@ import pytest
 import evaluate
 import train_agent
 from agents.ram import RAMConfig
-from agents.reinforce import TrainConfig
 from agents.runlog import read_metrics
+from agents.training.config import TrainConfig
 from ram_env import TaskConfig
 
 TINY = (

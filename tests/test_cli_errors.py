@@ -19,7 +19,7 @@ import evaluate
 import train_agent
 from agents import checkpoint
 from agents.ram import RAMConfig, RecurrentAttentionModel
-from agents.reinforce import TrainConfig
+from agents.training.config import TrainConfig
 
 ROOT = Path(__file__).parent.parent
 TINY = (

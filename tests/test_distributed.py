@@ -17,8 +17,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from agents import checkpoint, distributed, reinforce, shared_memory
-from agents.reinforce import TrainConfig
+from agents import checkpoint, distributed, shared_memory
+from agents.training import loop, run_state, scoring
+from agents.training.config import TrainConfig, make_envs, make_model
 
 WORLD = 2
 
@@ -45,9 +46,9 @@ def eval_setup(data_dir):
     """A fixed model and a val env of 64 envs: 4 sampled rollouts of 16 images a chunk. The wide location policy
     makes the flags depend on the sampled locations."""
     config = small_config(data_dir, model=dict(glimpse_hidden=16, location_hidden=16, core_hidden=32, std=1.0))
-    envs = reinforce.make_envs(config, "val", 64)
+    envs = make_envs(config, "val", 64)
     torch.manual_seed(0)
-    return reinforce.make_model(config, envs), envs
+    return make_model(config, envs), envs
 
 
 def rank_main(rank: int, port: int, tmp: Path, data_dir: str) -> None:
@@ -66,21 +67,21 @@ def rank_main(rank: int, port: int, tmp: Path, data_dir: str) -> None:
         distributed.setup("cpu")
         averaged_gradients(rank, tmp)
         try:
-            reinforce.train(replace(config, batch_size=15), tmp / "odd")
+            loop.train(replace(config, batch_size=15), tmp / "odd")
         except ValueError as e:
             (tmp / f"odd_batch{rank}.txt").write_text(str(e))
-        reinforce.train(config, tmp / f"run{rank}")  # each rank names its own folder: only rank 0's may appear
+        loop.train(config, tmp / f"run{rank}")  # each rank names its own folder: only rank 0's may appear
         model, envs = eval_setup(data_dir)
         played, reset = [], envs.reset
         envs.reset = lambda **kwargs: played.append(kwargs["options"]["indices"]) or reset(**kwargs)
-        reinforce.evaluate(model, envs, rollouts=4, limit=37)
+        scoring.evaluate(model, envs, rollouts=4, limit=37)
         first_call = np.concatenate(played)
-        correct = reinforce.evaluate(model, envs, rollouts=4, limit=1000)
+        correct = scoring.evaluate(model, envs, rollouts=4, limit=1000)
         np.savez(tmp / f"eval{rank}.npz", correct=correct, played=first_call)
         config = replace(config, n_epochs=2)
-        reinforce.train(config, tmp / "straight")
-        reinforce.train(replace(config, max_minutes=1e-9), tmp / "stopped")  # stops after its first epoch
-        reinforce.train(config, tmp / "stopped", resume=True)
+        loop.train(config, tmp / "straight")
+        loop.train(replace(config, max_minutes=1e-9), tmp / "stopped")  # stops after its first epoch
+        loop.train(config, tmp / "stopped", resume=True)
         distributed.finish()
         (tmp / f"finished{rank}.txt").write_text(str(torch.distributed.is_initialized()))
 
@@ -123,13 +124,13 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_two_ranks_reach_the_weights_of_one_process(ranks, data_dir, tmp_path):
     config = small_config(data_dir)
-    reinforce.train(config, tmp_path / "one")  # 4 updates of the same 16-image global batches
+    loop.train(config, tmp_path / "one")  # 4 updates of the same 16-image global batches
     one, two = weights(tmp_path / "one"), weights(ranks / "run0")
     assert list(one) == list(two)  # the bare network's names, no "module." prefix
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6)
     torch.manual_seed(config.seed)
-    start = reinforce.make_model(config, reinforce.make_envs(config, "train", 1)).state_dict()
+    start = make_model(config, make_envs(config, "train", 1)).state_dict()
     assert all(not torch.equal(one[name], start[name]) for name in one)  # the updates moved every weight
 
 
@@ -152,15 +153,15 @@ def test_only_rank_0_writes_and_prints(ranks):
 
 
 def test_a_checkpoint_of_two_ranks_loads_and_scores_without_torchrun(ranks, data_dir):
-    model, config = reinforce.load_model(ranks / "run0")
-    val_error = reinforce.score_val(model, reinforce.make_envs(config, "val", 500), config, "cpu")
+    model, config = run_state.load_model(ranks / "run0")
+    val_error = scoring.score_val(model, make_envs(config, "val", 500), config, "cpu")
     with open(ranks / "run0" / "metrics.csv") as f:
         assert float(f.read().splitlines()[-1].split(",")[4]) == pytest.approx(val_error, abs=1e-4)
 
 
 def test_scoring_splits_the_images_across_ranks_once_each_and_matches_one_process(ranks, data_dir):
     model, envs = eval_setup(data_dir)
-    alone = reinforce.evaluate(model, envs, rollouts=4, limit=1000)  # sampled locations, 16 images a chunk
+    alone = scoring.evaluate(model, envs, rollouts=4, limit=1000)  # sampled locations, 16 images a chunk
     results = [np.load(ranks / f"eval{rank}.npz") for rank in range(WORLD)]
     for result in results:
         np.testing.assert_array_equal(result["correct"], alone)
@@ -176,7 +177,7 @@ def test_resume_under_two_ranks_ends_where_an_uninterrupted_run_does(ranks, data
         torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0)
     config = replace(small_config(data_dir), n_epochs=3)
     with pytest.raises(checkpoint.CheckpointError, match="trained on 2 process.*torchrun --nproc_per_node 2"):
-        reinforce.train(config, ranks / "stopped", resume=True)
+        loop.train(config, ranks / "stopped", resume=True)
 
 
 def test_finish_leaves_the_process_group_on_every_rank(ranks):

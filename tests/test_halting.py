@@ -5,9 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents import reinforce, runlog
-from agents.ram import BatchPolicy, RAMConfig, RecurrentAttentionModel, to_tensor
-from agents.reinforce import TrainConfig
+from agents import runlog
+from agents.ram import RAMConfig, RecurrentAttentionModel, to_tensor
+from agents.training import loop, rollout, scoring
+from agents.training.config import TrainConfig, make_envs, make_model
+from agents.training.policy import BatchPolicy
 
 COST = 0.125
 ANYTIME = dict(answer="any_step", glimpse_cost=COST)
@@ -21,7 +23,7 @@ def config_of(data_dir, **overrides) -> TrainConfig:
 
 def halting_model(config, envs, stop_bias: float | None = None) -> RecurrentAttentionModel:
     torch.manual_seed(0)
-    model = reinforce.make_model(config, envs)
+    model = make_model(config, envs)
     if stop_bias is not None:  # the stop head's weights off: every step stops with probability sigmoid(stop_bias)
         with torch.no_grad():
             model.stopper.weight.zero_()
@@ -52,9 +54,9 @@ def touched(model, loss) -> set[str]:
 
 def test_the_network_has_a_stop_head_only_on_a_task_with_early_answers(data_dir):
     config = config_of(data_dir)
-    assert reinforce.make_model(config, reinforce.make_envs(config, "val", 2)).config.halting
+    assert make_model(config, make_envs(config, "val", 2)).config.halting
     default = config_of(data_dir, env_kwargs={})
-    model = reinforce.make_model(default, reinforce.make_envs(default, "val", 2))
+    model = make_model(default, make_envs(default, "val", 2))
     assert not model.config.halting and not hasattr(model, "stopper")
     # A checkpoint saved before the option existed has no "halting" key: it loads as a fixed-budget network.
     assert RAMConfig(**{k: v for k, v in model.config.to_dict().items() if k != "halting"}) == model.config
@@ -63,12 +65,12 @@ def test_the_network_has_a_stop_head_only_on_a_task_with_early_answers(data_dir)
 @pytest.mark.parametrize("classifier_loss", ["hybrid", "reinforce"])
 def test_each_halting_loss_term_trains_only_its_own_part(data_dir, classifier_loss):
     config = config_of(data_dir, classifier_loss=classifier_loss)
-    envs = reinforce.make_envs(config, "train", 32)
+    envs = make_envs(config, "train", 32)
     envs.reset(seed=0)
     model = halting_model(config, envs)
     with torch.no_grad():
         model.stopper.bias.fill_(0.0)  # stop half the time: episodes of every length
-    terms, *_ = reinforce.rollout_loss(model, envs, np.arange(32), config, "cpu")
+    terms, *_ = rollout.rollout_loss(model, envs, np.arange(32), config, "cpu")
     # The stop head learns from REINFORCE and its entropy bonus alone; the baseline from its squared error alone.
     assert touched(model, terms["baseline"]) == {"baseliner"}
     assert touched(model, terms["entropy"]) == {"stopper"}
@@ -84,10 +86,10 @@ def test_each_halting_loss_term_trains_only_its_own_part(data_dir, classifier_lo
 
 def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_dir):
     config = config_of(data_dir)
-    envs = reinforce.make_envs(config, "val", 16)  # val: the episode of an image is fixed, so it can be replayed
+    envs = make_envs(config, "val", 16)  # val: the episode of an image is fixed, so it can be replayed
     model = halting_model(config, envs, stop_bias=1e4)
     steps = first_endings(envs)
-    terms, accuracy, glimpses = reinforce.rollout_loss(model, envs, np.arange(16), config, "cpu")
+    terms, accuracy, glimpses = rollout.rollout_loss(model, envs, np.arange(16), config, "cpu")
     assert len(steps) == 1 and steps[0][0].all()  # every episode ended on step 1: the batch stops stepping
     assert glimpses == 1
     np.testing.assert_allclose(steps[0][1], steps[0][2] - COST)  # paid for one glimpse
@@ -105,14 +107,14 @@ def test_an_agent_that_answers_at_once_is_paid_and_trained_for_one_glimpse(data_
 @pytest.mark.parametrize("env_device", [None, "cpu"])
 def test_episodes_count_only_until_their_first_answer(data_dir, env_device):
     config = config_of(data_dir)
-    envs = reinforce.make_envs(config, "train", 64, env_device)
+    envs = make_envs(config, "train", 64, env_device)
     envs.reset(seed=1)
     model = halting_model(config, envs, stop_bias=0.0)  # answer now with probability 1/2
     with torch.no_grad():  # a constant baseline: its loss is then a plain function of each episode's (R, T)
         model.baseliner.weight.zero_()
         model.baseliner.bias.fill_(0.25)
     steps = first_endings(envs)
-    terms, accuracy, mean_glimpses = reinforce.rollout_loss(model, envs, np.arange(64), config, "cpu")
+    terms, accuracy, mean_glimpses = rollout.rollout_loss(model, envs, np.arange(64), config, "cpu")
     n_glimpses = envs.unwrapped.config.n_glimpses
     assert len(steps) <= n_glimpses
     ended = np.array([terminated for terminated, _, _ in steps])  # (steps, envs)
@@ -134,10 +136,10 @@ def test_episodes_count_only_until_their_first_answer(data_dir, env_device):
 
 def test_scores_count_the_glimpses_of_each_first_answer(data_dir):
     config = config_of(data_dir)
-    envs = reinforce.make_envs(config, "val", 40)
+    envs = make_envs(config, "val", 40)
     n_glimpses = envs.unwrapped.config.n_glimpses
     for bias, glimpses in ((1e4, 1), (-1e4, n_glimpses)):
-        scores = reinforce.score(halting_model(config, envs, stop_bias=bias), envs, rollouts=4, limit=25)
+        scores = scoring.score(halting_model(config, envs, stop_bias=bias), envs, rollouts=4, limit=25)
         assert scores.correct.shape == (25,) and scores.glimpses.shape == (25, 4)
         assert (scores.glimpses == glimpses).all()
     # A stop head that turns on what it has seen: mixed lengths, the same under a seed.
@@ -146,31 +148,31 @@ def test_scores_count_the_glimpses_of_each_first_answer(data_dir):
         model.stopper.weight.normal_(0.0, 1.0)
         model.stopper.weight[:, -2:] = 0.0  # on h_t alone, not the classifier's confidence (alike on every image)
         model.stopper.bias.fill_(0.0)
-    one, again = (reinforce.score(model, envs, 1, limit=40, sample=True, seed=3) for _ in range(2))
+    one, again = (scoring.score(model, envs, 1, limit=40, sample=True, seed=3) for _ in range(2))
     np.testing.assert_array_equal(one.glimpses, again.glimpses)
     assert len(np.unique(one.glimpses)) > 2
     # The stop flag is "answer if p > 1/2" in both protocols: at p = 1/2 it never answers early.
     for sample in (False, True):
-        never = reinforce.score(halting_model(config, envs, stop_bias=0.0), envs, 1, limit=40, sample=sample)
+        never = scoring.score(halting_model(config, envs, stop_bias=0.0), envs, 1, limit=40, sample=sample)
         assert (never.glimpses == n_glimpses).all()
 
 
 def test_per_step_scores_end_with_the_answer_of_a_fixed_budget_agent(data_dir):
     config = config_of(data_dir, env_kwargs={})
-    envs = reinforce.make_envs(config, "val", 50)
+    envs = make_envs(config, "val", 50)
     model = halting_model(config, envs)
-    scores = reinforce.score(model, envs, rollouts=2, limit=60, per_step=True)
+    scores = scoring.score(model, envs, rollouts=2, limit=60, per_step=True)
     assert scores.per_step.shape == (6, 60)
     np.testing.assert_array_equal(scores.per_step[-1], scores.correct)
     assert (scores.glimpses == 6).all()
     with pytest.raises(ValueError, match="per-step scores are for a fixed-budget agent"):
         halting = config_of(data_dir)
-        reinforce.score(halting_model(halting, reinforce.make_envs(halting, "val", 2)), envs, per_step=True)
+        scoring.score(halting_model(halting, make_envs(halting, "val", 2)), envs, per_step=True)
 
 
 def test_sampled_single_rollouts_differ_from_the_mean_locations(data_dir):
     config = config_of(data_dir, env_kwargs={})
-    envs = reinforce.make_envs(config, "val", 8)
+    envs = make_envs(config, "val", 8)
     model = halting_model(config, envs)
     seen = []
     policy_act = BatchPolicy.act
@@ -182,8 +184,8 @@ def test_sampled_single_rollouts_differ_from_the_mean_locations(data_dir):
 
     BatchPolicy.act = act
     try:
-        reinforce.score(model, envs, 1, limit=8)
-        reinforce.score(model, envs, 1, limit=8, sample=True)
+        scoring.score(model, envs, 1, limit=8)
+        scoring.score(model, envs, 1, limit=8, sample=True)
     finally:
         BatchPolicy.act = policy_act
     means, sampled = np.array(seen[:6]), np.array(seen[6:])
@@ -193,16 +195,16 @@ def test_sampled_single_rollouts_differ_from_the_mean_locations(data_dir):
 def glimpses_after_training(data_dir, glimpse_cost: float, updates: int = 60) -> tuple[float, float]:
     """Mean glimpses on 200 val images of a new agent, then after ``updates`` updates of 64 images at this cost."""
     config = config_of(data_dir, batch_size=64, lr=1e-2, env_kwargs=dict(answer="any_step", glimpse_cost=glimpse_cost))
-    envs = reinforce.make_envs(config, "train", 64)
+    envs = make_envs(config, "train", 64)
     envs.reset(seed=0)
-    val = reinforce.make_envs(config, "val", 200)
+    val = make_envs(config, "val", 200)
     model = halting_model(config, envs)
-    before = reinforce.score(model, val, limit=200).glimpses.mean()
-    optimizer, scheduler = reinforce.make_optimizer(config, model, updates)
+    before = scoring.score(model, val, limit=200).glimpses.mean()
+    optimizer, scheduler = loop.make_optimizer(config, model, updates)
     rng = np.random.default_rng(0)
     for _ in range(updates):
-        reinforce.update(model, optimizer, scheduler, envs, rng.integers(0, 5000, 64), config, "cpu")
-    return before, reinforce.score(model, val, limit=200).glimpses.mean()
+        loop.update(model, optimizer, scheduler, envs, rng.integers(0, 5000, 64), config, "cpu")
+    return before, scoring.score(model, val, limit=200).glimpses.mean()
 
 
 def test_a_short_run_with_a_glimpse_cost_learns_to_answer_earlier(data_dir):
@@ -214,7 +216,7 @@ def test_a_short_run_with_a_glimpse_cost_learns_to_answer_earlier(data_dir):
 
 def test_a_halting_run_logs_its_glimpses_and_counts_only_the_env_steps_taken(data_dir, tmp_path):
     config = config_of(data_dir, n_epochs=2, train_images=128, eval_batch=250)
-    reinforce.train(config, tmp_path)
+    loop.train(config, tmp_path)
     metrics = runlog.read_metrics(tmp_path)
     glimpses, steps = np.array(metrics["glimpses"]), np.array(metrics["env_steps"])
     assert ((1 <= glimpses) & (glimpses < 6)).all()  # a new agent answers early now and then

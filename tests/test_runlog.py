@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import reinforce, runlog, sb3
-from agents.reinforce import TrainConfig
+from agents import runlog, sb3
+from agents.training import loop
+from agents.training.config import TrainConfig
 
 MNIST = dict(dataset="MNIST", n_glimpses=6, patch_size=8, n_patches=1, scale=2)
 
@@ -21,7 +22,7 @@ def scalar_tags(run_dir: Path) -> set[str]:
 def runs(tmp_path_factory, data_dir):
     ram_dir, sb3_dir = tmp_path_factory.mktemp("ram"), tmp_path_factory.mktemp("sb3")
     config = TrainConfig(batch_size=64, n_epochs=2, train_images=256, eval_batch=250, data_dir=data_dir, device="cpu")
-    reinforce.train(config, ram_dir)
+    loop.train(config, ram_dir)
     sb3.train("ppo", {**MNIST, "data_dir": data_dir}, sb3_dir, 1024, n_envs=2, eval_episodes=50, progress_bar=False)
     return ram_dir, sb3_dir
 

@@ -5,8 +5,9 @@ import re
 import pytest
 
 import evaluate
-from agents import reinforce, tradeoff
-from agents.reinforce import TrainConfig
+from agents import tradeoff
+from agents.training import loop
+from agents.training.config import TrainConfig
 
 SMALL = dict(batch_size=32, n_epochs=1, train_images=64, eval_batch=250, device="cpu", tensorboard=False)
 SIZES = dict(glimpse_hidden=32, location_hidden=32, core_hidden=64)
@@ -18,7 +19,7 @@ def runs(tmp_path_factory, data_dir):
     for name, task in (("fixed-2", dict(n_glimpses=2)), ("stop", dict(answer="any_step", glimpse_cost=0.01))):
         folders[name] = tmp_path_factory.mktemp(name)
         config = TrainConfig(env_kwargs=task, model=SIZES, data_dir=data_dir, **SMALL)
-        reinforce.train(config, folders[name])
+        loop.train(config, folders[name])
     return folders
 
 

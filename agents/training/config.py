@@ -1,0 +1,121 @@
+"""A training run's configuration and what it builds: the devices, the task's vector envs and a fresh network.
+
+The agent's only way into the task is its native vector env (:func:`make_envs`); the network is shaped by that
+env's spaces (:func:`make_model`): the glimpse's shape, the number of classes, and whether it may answer early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import ram_env  # noqa: F401  (registers the RAM/ ids)
+from agents import distributed
+from agents.ram import RAMConfig, RecurrentAttentionModel
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run; saved as ``config.json`` and inside every checkpoint."""
+
+    env_id: str = "RAM/MNIST-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # task keywords overriding the id's defaults
+    model: dict[str, Any] = field(default_factory=dict)  # RAMConfig sizes: glimpse_hidden, core, std, ...
+    batch_size: int = 512  # images per update, over all processes under torchrun (each plays batch_size / N)
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"  # "cosine" (to 0 over n_epochs) or "constant"
+    n_epochs: int = 60
+    patience: int = 100  # stop after this many epochs without a better val error
+    train_rollouts: int = 1  # episodes per training image in a batch
+    test_rollouts: int = 10  # episodes per image at test, locations sampled, class probabilities averaged
+    # episodes per val image when choosing best.pt: 1 (mean locations) is fastest; test_rollouts scores as the test does
+    val_rollouts: int = 1
+    classifier_loss: str = "hybrid"  # "hybrid" (cross-entropy) or "reinforce" (pure RL)
+    # answer="any_step": weight of the stop policy's entropy in the loss. Without it the stop head learns "never
+    # answer early" while the classifier is still poor at early steps, and never tries again once it is good.
+    stop_entropy: float = 0.01
+    # classifier_loss="reinforce": weight of the sampled label's entropy in the loss. Without it (and with 0.01) the
+    # label policy settled on one class within the first epoch on exp1, and a saturated softmax has no gradient
+    # left to leave it; with 0.05 it learned (results/notes.md).
+    label_entropy: float = 0.05
+    seed: int = 1
+    data_dir: str | None = None
+    device: str = "auto"
+    # where episodes live: "auto" (the torch backend on the training device if it is a GPU, so that no step copies
+    # to the host; the numpy backend on a CPU, where it is faster), "numpy", or a torch device ("cpu", "cuda")
+    env_device: str = "auto"
+    max_minutes: float | None = None  # stop after the epoch that passes this much training time
+    eval_batch: int = 1000
+    train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
+    tensorboard: bool = True  # also write TensorBoard events to the run folder
+
+    def __post_init__(self):
+        if self.classifier_loss not in ("hybrid", "reinforce"):
+            raise ValueError(f"classifier_loss must be 'hybrid' or 'reinforce', got {self.classifier_loss!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        for name in (
+            "batch_size",
+            "n_epochs",
+            "patience",
+            "train_rollouts",
+            "test_rollouts",
+            "val_rollouts",
+            "eval_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA if present; under torchrun, CUDA is the GPU of this process's ``LOCAL_RANK``."""
+    return distributed.device(name)
+
+
+def resolve_env_device(config: TrainConfig, device: torch.device) -> torch.device | None:
+    """The torch device the episodes live on for ``config.env_device`` (see there), or None for the numpy backend."""
+    if config.env_device == "numpy" or (config.env_device == "auto" and device.type != "cuda"):
+        return None
+    return device if config.env_device == "auto" else distributed.device(config.env_device)
+
+
+def make_envs(config: TrainConfig, split: str, num_envs: int, device: torch.device | None = None):
+    """The task's native vector env on one split: the agent's only way in. ``device``: the torch backend's
+    device (observations, rewards and infos as tensors there); None: the numpy backend."""
+    return gym.make_vec(
+        config.env_id,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        split=split,
+        data_dir=config.data_dir,
+        **({} if device is None else {"device": device}),
+        **config.env_kwargs,
+    )
+
+
+def env_array(envs, x: torch.Tensor):
+    """An action array as ``envs`` takes it without a copy: the tensor itself for the torch backend, else numpy."""
+    return x if envs.unwrapped.device is not None else x.cpu().numpy()
+
+
+def check_fits(model: RecurrentAttentionModel, envs: gym.vector.VectorEnv) -> None:
+    """The network reads the env's glimpses and answers its classes (a checkpoint scored on another task's env)."""
+    n_classes = int(envs.single_action_space["label"].n)
+    if model.config.n_classes != n_classes:
+        raise ValueError(
+            f"the network answers {model.config.n_classes} classes but the task's action space has {n_classes} "
+            "labels: score it on the task it was trained on"
+        )
+
+
+def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAttentionModel:
+    """A fresh network shaped by the env's spaces."""
+    shape = envs.single_observation_space["glimpse"].shape
+    n_classes = int(envs.single_action_space["label"].n)
+    halting = "stop" in envs.single_action_space.spaces  # the task's answer="any_step"
+    return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, halting=halting, **config.model))
