@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agents import cli
+from agents import cli, run_scores
 from agents.cli import UsageError
-from agents.reinforce import error_with_interval
 from agents.runlog import read_metrics
+from agents.training.scoring import error_with_interval
 
 PROG = "python -m agents.study"
 SCORES = "scores.json"  # a seed's test errors, written once it has trained to the end
@@ -58,10 +58,7 @@ def cpu_model() -> str:
 def score_run(run: Path) -> dict:
     """The run's test errors as evaluate.py prints them (``[error, low, high]`` in percent, 95% interval), and the
     machine that scored it, which is the one that finished training it."""
-    import evaluate
-
-    args = evaluate.parser().parse_args([str(run)])
-    lines = [(what, correct) for what, correct in evaluate.score(args, evaluate.is_sb3(run)) if correct is not None]
+    lines = [(what, correct) for what, correct in run_scores.score_run(run) if correct is not None]
     errors = [list(error_with_interval(correct)) for _, correct in lines]
     # The RAM agent: M=10 (its --test-rollouts averaged), then M=1 (one sampled rollout); a library learner: one line.
     return dict(error=errors[-1], error_m10=errors[0] if len(errors) > 1 else None, machine=cpu_model())
