@@ -105,8 +105,9 @@ def env_array(envs, x: torch.Tensor):
 
 def check_fits(model: RecurrentAttentionModel, envs: gym.vector.VectorEnv) -> None:
     """The network reads the env's glimpses and answers its classes (a checkpoint scored on another task's env)."""
-    n_classes = int(envs.single_action_space["label"].n)
-    if model.config.n_classes != n_classes:
+    space = envs.single_action_space["label"]
+    n_classes = int(space.n) if isinstance(space, gym.spaces.Discrete) else None  # one label per episode
+    if n_classes is not None and model.config.n_classes != n_classes:
         raise ValueError(
             f"the network answers {model.config.n_classes} classes but the task's action space has {n_classes} "
             "labels: score it on the task it was trained on"
