@@ -130,3 +130,26 @@ def test_nproc_trains_each_seed_under_torchrun_on_a_free_port():
     assert command[1:] == [*"-m torch.distributed.run --standalone --nproc_per_node 2 -m train_agent".split()]
     assert shown == "torchrun --standalone --nproc_per_node 2 train_agent.py"
     assert study.trainer(1) == (study.TRAINER, "python train_agent.py")
+
+
+def test_readme_study_and_leaderboard_commands_parse():
+    import re
+    import shlex
+    from pathlib import Path
+
+    import train_agent
+    from agents import leaderboard
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    found = [
+        (m, args) for m, args in re.findall(r"python -m agents\.(study|leaderboard)((?: +[^\s`|#]+)*)", text) if args
+    ]
+    assert sum(module == "study" for module, _ in found) >= 6
+    for module, args in found:
+        argv = shlex.split(args)
+        if module == "leaderboard":
+            leaderboard.parser().parse_args(argv)
+            continue
+        ours, flags = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+        study.parser().parse_args(ours)
+        train_agent.parser().parse_args(flags)
