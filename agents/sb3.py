@@ -1,7 +1,8 @@
 """Stable-Baselines3 (and sb3-contrib) algorithms on the RAM tasks, through the Gymnasium API only.
 
-This module holds the algorithm registry (:data:`ALGOS`, :data:`HYPERPARAMS`), :func:`train` (a run
-folder, as for the RAM agent), :func:`load` and :func:`evaluate` (the test error of a saved model).
+This module holds :func:`train` (a run folder, as for the RAM agent), :func:`load` and :func:`evaluate` (the test
+error of a saved model); the algorithm registry (:data:`ALGOS`, :data:`HYPERPARAMS`) is :mod:`agents.sb3_algos`'s,
+the wrapped envs :mod:`agents.sb3_envs`'s, and both are importable from here too.
 
 | `algo`                  | class                      | policy             | env seen by the learner                 |
 |-------------------------|----------------------------|--------------------|-----------------------------------------|
@@ -61,29 +62,43 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-import torch.nn as nn
 
-import ram_env
 from agents.runlog import RunLog, read_rows, summary
-from agents.sb3_callbacks import RunCallback
-from agents.sb3_features import EXTRACTORS
-from agents.sb3_policy import BatchPolicy, play_episodes, policy_of
-from agents.sb3_vec_env import ACTIONS, GlimpseSB3VecEnv, check_options
-from ram_env.wrappers import (
-    REWARDS,
-    DiscreteActionWrapper,
-    FlatActionWrapper,
-    GlimpseHistoryWrapper,
-    GradedRewardWrapper,
-    LastScoresWrapper,
-    check_graded_answer,
+from agents.sb3_algos import (
+    ALGOS,
+    DEFAULT_N_ENVS,
+    GRADED_HYPERPARAMS,
+    HYPERPARAMS,
+    LR_SCHEDULES,
+    N_ENVS,
+    PPO_SETTINGS,
+    LinearToBudget,
+    algo_class,
+    algo_kwargs,
+    base_algo,
+    check_algo,
+    policy_name,
+    sees_glimpse_history,
 )
+from agents.sb3_callbacks import RunCallback
+from agents.sb3_envs import (
+    check_algo_options,
+    check_observe_scores,
+    make_env,
+    make_task_vec,
+    make_vec_env,
+    task_env_id,
+    task_kwargs,
+)
+from agents.sb3_policy import BatchPolicy, play_episodes, policy_of
+from agents.sb3_vec_env import ACTIONS, check_options
+from ram_env.wrappers import REWARDS, check_graded_answer
 
 __all__ = [
     "ALGOS",
@@ -94,6 +109,8 @@ __all__ = [
     "N_ENVS",
     "DEFAULT_N_ENVS",
     "LR_SCHEDULES",
+    "PPO_SETTINGS",
+    "check_options",
     "LinearToBudget",
     "base_algo",
     "algo_class",
@@ -108,256 +125,6 @@ __all__ = [
     "batch_policy",
     "evaluate",
 ]
-
-ALGOS = ("ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse")
-
-# PPO's settings, shared by RecurrentPPO (the LSTM policy's network apart).
-PPO_SETTINGS: dict[str, Any] = dict(
-    learning_rate=3e-4,
-    n_steps=256,
-    batch_size=256,
-    n_epochs=4,
-    gamma=1.0,
-    gae_lambda=1.0,
-    clip_range=0.2,
-    ent_coef=0.0,
-    vf_coef=0.5,
-    max_grad_norm=0.5,
-)
-# Settings passed to the algorithm's constructor; policy_kwargs' activation_fn and features_extractor are
-# named, not classes, so the dict is JSON-serialisable (see _algo_kwargs). Per-step counts are per environment.
-HYPERPARAMS: dict[str, dict[str, Any]] = {
-    "ppo": dict(
-        **PPO_SETTINGS,
-        policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
-    ),
-    "a2c": dict(
-        learning_rate=1e-4,
-        n_steps=12,
-        gamma=1.0,
-        gae_lambda=1.0,
-        ent_coef=0.0,
-        vf_coef=0.5,
-        max_grad_norm=0.5,
-        policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]), activation_fn="relu", log_std_init=-3.0),
-    ),
-    "recurrent_ppo": dict(
-        **PPO_SETTINGS,
-        policy_kwargs=dict(
-            lstm_hidden_size=256,
-            n_lstm_layers=1,
-            enable_critic_lstm=True,
-            shared_lstm=False,
-            net_arch=dict(pi=[256], vf=[256]),
-            activation_fn="relu",
-            log_std_init=-3.0,
-        ),
-    ),
-}
-
-
-def _glimpse_variant(base: str, extractor: str, **extractor_kwargs: Any) -> dict[str, Any]:
-    """``base``'s settings with a shared glimpse encoder (:mod:`agents.sb3_features`) and one layer after it."""
-    hp = copy.deepcopy(HYPERPARAMS[base])
-    hp["policy_kwargs"].update(
-        features_extractor=extractor,
-        features_extractor_kwargs=dict(hidden=128, code=256, **extractor_kwargs),
-        net_arch=dict(pi=[256], vf=[256]),
-    )
-    return hp
-
-
-HYPERPARAMS["ppo_glimpse"] = _glimpse_variant("ppo", "glimpse_history", pool="mean_max")
-HYPERPARAMS["a2c_glimpse"] = _glimpse_variant("a2c", "glimpse_history", pool="mean_max")
-HYPERPARAMS["recurrent_ppo_glimpse"] = _glimpse_variant("recurrent_ppo", "glimpse_step")
-# The glimpse PPO's own settings, measured on RAM/MNIST-v0 with the graded reward (results/notes.md, "Toward 90%"):
-# the same 2,048 steps a rollout from 64 envs (N_ENVS), the class scores' own wider noise (sigma 0.3; the
-# locations' 0.15), and a larger step size that falls to 0 over the run's budget.
-HYPERPARAMS["ppo_glimpse"].update(n_steps=32, learning_rate=4.5e-4, lr_schedule="linear", score_log_std_init=-1.2)
-HYPERPARAMS["ppo_glimpse"]["policy_kwargs"]["log_std_init"] = -1.9
-# With the graded reward, the previous step's class scores in the observation (LastScoresWrapper): they set the
-# shaping's potential, so the critic can predict it (results/notes.md, "Toward 90%"). Dropped with the 0/1 reward.
-HYPERPARAMS["ppo_glimpse"]["observe_scores"] = True
-
-# Envs stepped as one batch when the caller names none: the glimpse PPO ran 1.3x the env steps a minute with 64
-# than with 8 (a wider batch makes each step of the rollout cheaper; results/notes.md); the others keep 8.
-N_ENVS: dict[str, int] = {"ppo_glimpse": 64}
-DEFAULT_N_ENVS = 8
-
-# With the graded reward each step's prediction is paid as shaping; with gae_lambda=1 (and gamma=1) the
-# shaping telescopes out of every advantage, so those predictions would learn nothing. gae_lambda=0.5 lets
-# each step's log-probability reach its own advantage (measured: results/notes.md). A user's override wins.
-GRADED_HYPERPARAMS: dict[str, Any] = dict(gae_lambda=0.5)
-
-_ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")
-LR_SCHEDULES = ("constant", "linear")
-
-
-class LinearToBudget:
-    """The learning rate of ``lr_schedule="linear"``: from ``initial`` down to 0 over the run's budget, its env
-    steps (SB3's progress) or, with ``time_left`` (the fraction of ``max_minutes`` not yet spent), its minutes,
-    whichever runs out first. A run stopped by the clock thus ends annealed, as one stopped by its steps does."""
-
-    def __init__(self, initial: float, time_left: Callable[[], float] | None = None):
-        self.initial, self.time_left = initial, time_left
-
-    def __call__(self, progress_remaining: float) -> float:
-        left = progress_remaining if self.time_left is None else min(progress_remaining, self.time_left())
-        return self.initial * max(left, 0.0)
-
-    def __getstate__(self) -> dict[str, Any]:  # a saved model keeps the rate, not this run's clock
-        return {"initial": self.initial, "time_left": None}
-
-
-def _check_algo(algo: str) -> None:
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
-
-
-def base_algo(algo: str) -> str:
-    """The algorithm behind ``algo``: ``"ppo"``, ``"a2c"`` or ``"recurrent_ppo"``."""
-    _check_algo(algo)
-    return algo.removesuffix("_glimpse")
-
-
-def _glimpse_history(algo: str) -> bool:
-    """Whether ``algo`` sees the ``Dict`` glimpse history (for its shared glimpse encoder)."""
-    return algo in ("ppo_glimpse", "a2c_glimpse")
-
-
-def algo_class(algo: str):
-    """The SB3 / sb3-contrib class of ``algo`` (sb3-contrib is imported only for ``recurrent_ppo*``)."""
-    algo = base_algo(algo)
-    if algo == "recurrent_ppo":
-        try:
-            from sb3_contrib import RecurrentPPO
-        except ImportError:
-            raise ImportError("recurrent_ppo needs sb3-contrib: pip install -e '.[contrib]'") from None
-        return RecurrentPPO
-    return {"ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[algo]
-
-
-def _policy_name(algo: str) -> str:
-    if base_algo(algo) == "recurrent_ppo":
-        return "MlpLstmPolicy"
-    return "MultiInputPolicy" if _glimpse_history(algo) else "MlpPolicy"
-
-
-def _algo_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """Constructor kwargs from the JSON-able hyperparameters (activation names -> torch classes)."""
-    kwargs = copy.deepcopy(hyperparameters)
-    kwargs.pop("observe_scores", None)  # the env's option (make_vec_env), not the algorithm's
-    schedule = kwargs.pop("lr_schedule", "constant")  # set on the model by train(), which knows the budget
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    pk = kwargs.get("policy_kwargs", {})
-    if isinstance(pk.get("activation_fn"), str):
-        name = pk["activation_fn"]
-        if name not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation_fn {name!r}; choose one of {', '.join(_ACTIVATIONS)}")
-        pk["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}[name]
-    if "features_extractor" in pk:
-        name = pk.pop("features_extractor")
-        if name not in EXTRACTORS:
-            raise ValueError(f"unknown features_extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
-        pk["features_extractor_class"] = EXTRACTORS[name]
-    return kwargs
-
-
-def task_kwargs(env_kwargs: dict[str, Any], split: str, data_dir: str | None = None) -> dict[str, Any]:
-    """The task's arguments for ``split`` (a stored ``split`` or ``render_mode`` is dropped)."""
-    kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
-    kwargs["split"] = split
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
-    return kwargs
-
-
-def task_env_id(env_kwargs: dict[str, Any]) -> str:
-    """A registered id of the task's dataset; ``env_kwargs`` override every default of its spec."""
-    return ram_env.task_id("{D}", env_kwargs.get("dataset", "MNIST"))
-
-
-def make_env(
-    algo: str,
-    env_kwargs: dict[str, Any],
-    split: str = "train",
-    data_dir: str | None = None,
-    action: str = "box",
-    grid: int = 7,
-    reward: str = "binary",
-    reward_options: dict[str, Any] | None = None,
-    observe_scores: bool = False,
-) -> gym.Env:
-    """A single env of ``split`` (``gym.make``), wrapped as ``algo`` sees it (module table).
-
-    ``action="discrete"`` swaps the flat ``Box`` action for :class:`~ram_env.wrappers.DiscreteActionWrapper`
-    (a ``grid x grid`` lattice of locations plus a categorical label); ``observe_scores`` adds
-    :class:`~ram_env.wrappers.LastScoresWrapper` over the flat one, and ``reward="graded"``
-    :class:`~ram_env.wrappers.GradedRewardWrapper` (with ``reward_options``) on top."""
-    _check_options(algo, action, reward, observe_scores)
-    env = gym.make(task_env_id(env_kwargs), **task_kwargs(env_kwargs, split, data_dir))
-    if base_algo(algo) == "recurrent_ppo":
-        env = gym.wrappers.FlattenObservation(env)
-    else:
-        env = GlimpseHistoryWrapper(env, flatten=not _glimpse_history(algo))
-    env = FlatActionWrapper(env) if action == "box" else DiscreteActionWrapper(env, grid=grid)
-    env = LastScoresWrapper(env) if observe_scores else env
-    return GradedRewardWrapper(env, **(reward_options or {})) if reward == "graded" else env
-
-
-def _check_options(algo: str, action: str, reward: str, observe_scores: bool = False) -> None:
-    _check_algo(algo)
-    check_options(action, reward)
-    _check_observe_scores(algo, action, observe_scores)
-
-
-def _check_observe_scores(algo: str, action: str, observe_scores: bool) -> None:
-    if observe_scores and action != "box":
-        raise ValueError("observe_scores shows the class scores of the box action; it needs action='box'")
-    if observe_scores and algo == "recurrent_ppo_glimpse":
-        raise ValueError("observe_scores is not for recurrent_ppo_glimpse, whose extractor reads one glimpse")
-
-
-def make_task_vec(
-    env_kwargs: dict[str, Any], num_envs: int, split: str = "train", data_dir: str | None = None
-) -> gym.vector.VectorEnv:
-    """The task's native vector env of ``num_envs`` episodes of ``split``."""
-    return gym.make_vec(
-        task_env_id(env_kwargs),
-        num_envs=num_envs,
-        vectorization_mode="vector_entry_point",
-        **task_kwargs(env_kwargs, split, data_dir),
-    )
-
-
-def make_vec_env(
-    algo: str,
-    env_kwargs: dict[str, Any],
-    n_envs: int,
-    split: str = "train",
-    seed: int | None = None,
-    action: str = "box",
-    grid: int = 7,
-    reward: str = "binary",
-    reward_options: dict[str, Any] | None = None,
-    observe_scores: bool = False,
-) -> GlimpseSB3VecEnv:
-    """``n_envs`` episodes of ``split`` as an SB3 ``VecEnv``, each seen as through :func:`make_env`'s wrappers."""
-    _check_options(algo, action, reward, observe_scores)
-    venv = GlimpseSB3VecEnv(
-        make_task_vec(env_kwargs, n_envs, split),
-        history=base_algo(algo) != "recurrent_ppo",
-        action=action,
-        grid=grid,
-        flatten=not _glimpse_history(algo),
-        reward=reward,
-        reward_options=reward_options,
-        scores=observe_scores,
-    )
-    if seed is not None:
-        venv.seed(seed)
-    return venv
 
 
 def _check_positive(**values: Any) -> None:
@@ -386,7 +153,7 @@ def _resumed_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any]) -> dic
 
 def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The config of a new run; ``settings`` holds train()'s arguments that a resumed run keeps."""
-    _check_options(algo, settings["action"], settings["reward"])
+    check_algo_options(algo, settings["action"], settings["reward"])
     if settings["reward"] == "graded":
         check_graded_answer(env_kwargs.get("answer", "last_step"))
     if (run_dir / "model.zip").exists():
@@ -400,13 +167,13 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
         hp.pop("observe_scores", None)  # a default for the graded reward's shaping (HYPERPARAMS)
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
     observe_scores = bool(hp.get("observe_scores"))
-    _check_observe_scores(algo, settings["action"], observe_scores)
+    check_observe_scores(algo, settings["action"], observe_scores)
     total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
     eval_every = int(settings["eval_every"] or max(total // 20, 1))
     return {
         "learner": "sb3",
         "algo": algo,
-        "policy": _policy_name(algo),
+        "policy": policy_name(algo),
         "env": env_kwargs,
         "hyperparameters": hp,
         "seed": int(settings["seed"]),
@@ -426,7 +193,7 @@ def _wrapper_names(algo: str, action: str, reward: str, observe_scores: bool) ->
     if base_algo(algo) == "recurrent_ppo":
         names = ["FlattenObservation"]
     else:
-        names = ["GlimpseHistoryWrapper" if not _glimpse_history(algo) else "GlimpseHistoryWrapper(flatten=False)"]
+        names = ["GlimpseHistoryWrapper" if not sees_glimpse_history(algo) else "GlimpseHistoryWrapper(flatten=False)"]
     names.append("FlatActionWrapper" if action == "box" else "DiscreteActionWrapper")
     names += ["LastScoresWrapper"] if observe_scores else []
     return names + (["GradedRewardWrapper"] if reward == "graded" else [])
@@ -448,10 +215,10 @@ def _model(config: dict[str, Any], run_dir: Path, venv, device: str, tensorboard
     algo, log = config["algo"], str(run_dir) if tensorboard else None
     if (run_dir / "model.zip").is_file():
         return _load_model(run_dir / "model.zip", algo, device=device, env=venv, tensorboard_log=log)
-    kwargs = _algo_kwargs(config["hyperparameters"])
+    kwargs = algo_kwargs(config["hyperparameters"])
     score_log_std = kwargs.pop("score_log_std_init", None)
     model = algo_class(algo)(
-        _policy_name(algo), venv, seed=config["seed"], device=device, verbose=verbose, tensorboard_log=log, **kwargs
+        policy_name(algo), venv, seed=config["seed"], device=device, verbose=verbose, tensorboard_log=log, **kwargs
     )
     if score_log_std is not None:  # the class scores' own exploration noise; the location keeps log_std_init
         if not isinstance(model.action_space, gym.spaces.Box):
@@ -529,7 +296,7 @@ def train(
     :return: summary: timesteps, training seconds, last and best val error (percent), last training
         accuracy (percent), paths
     """
-    _check_algo(algo)
+    check_algo(algo)
     n_envs = N_ENVS.get(algo, DEFAULT_N_ENVS) if n_envs is None else n_envs
     _check_positive(total_timesteps=total_timesteps, n_envs=n_envs, eval_episodes=eval_episodes)
     run_dir = Path(run_dir)
