@@ -251,12 +251,15 @@ def saved_settings(out: Path) -> dict | None:
 def plan(args) -> tuple[dict, Path, bool]:
     """The run's settings, its folder, and whether it continues a run there (else it starts afresh)."""
     s = settings(args, defaults())
+    if not args.resume:
+        check_settings(args, s)  # a wrong flag is named before the run folder is looked at
     out = args.out or Path("runs") / f"{task_of(s)[0].split('/')[1]}-{s['algo']}-seed{s['seed']}"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; name a folder for the run")
     saved = saved_settings(out)
     if saved is None:
         if args.resume:
+            check_settings(args, s)
             print(f"{out} holds no finished epoch yet: starting the run afresh")
         return s, out, False
     if not args.resume:
@@ -277,7 +280,15 @@ def plan(args) -> tuple[dict, Path, bool]:
             )
     if resumed["n_epochs"] < saved["n_epochs"]:
         raise UsageError(f"--n-epochs {resumed['n_epochs']} is shorter than the run's {saved['n_epochs']}")
+    check_settings(args, resumed)
     return resumed, out, True
+
+
+def check_settings(args, s: dict) -> None:
+    """Every check of the flags themselves: each learner's own flags, the env device, the task they describe."""
+    check_flags_apply(args, s)
+    cli.check_device(s["env_device"], "--env-device", also=("auto", "numpy"))
+    check_task(s)
 
 
 def learner_of(algo: str) -> str:
@@ -406,9 +417,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.check_device(args.device or TrainConfig.device)
         s, out, resume = plan(args)
-        check_flags_apply(args, s)
-        cli.check_device(s["env_device"], "--env-device", also=("auto", "numpy"))
-        check_task(s)
         {"ram": train_ram, "rllib_ppo": train_rllib}.get(s["algo"], train_sb3)(args, s, out, resume)
     except KeyboardInterrupt:
         if distributed.is_main():

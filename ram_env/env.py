@@ -137,8 +137,9 @@ class GlimpseEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if "device" in kwargs:
             raise TypeError(
-                "device is an argument of the vector env only (gym.make_vec(id, num_envs, "
-                "vectorization_mode='vector_entry_point', device=...)); the single env serves numpy arrays"
+                "GlimpseEnv.__init__() got an unexpected keyword argument 'device'; device is an argument of the "
+                "vector env only (gym.make_vec(id, num_envs, vectorization_mode='vector_entry_point', device=...)); "
+                "the single env serves numpy arrays"
             )
         self.config = TaskConfig.from_kwargs(kwargs)
         self.task = GlimpseTask(self.config, num_envs=1)

@@ -42,15 +42,19 @@ class TaskConfig:
     target: str = "label"  # what the answer says: "label" (the K labels), "sum" (their sum), "location" (the centre)
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict) -> "TaskConfig":
-        """A config from keyword arguments, with a clear error for an unknown one (``gym.make(id, foo=1)``)."""
+    def from_kwargs(cls, kwargs: dict, owner: str = "GlimpseEnv.__init__", also: str = "render_mode") -> "TaskConfig":
+        """A config from keyword arguments, with a clear error for an unknown one (``gym.make(id, foo=1)``).
+
+        The error opens with Python's own wording, which callers match on: TorchRL's ``GymEnv`` passes
+        ``frameskip`` and drops it on "got an unexpected keyword argument 'frameskip'".
+        """
         known = cls.__dataclass_fields__
         unknown = [k for k in kwargs if k not in known]
         if unknown:
+            more = f" (and {', '.join(map(repr, unknown[1:]))})" if len(unknown) > 1 else ""
             raise TypeError(
-                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                "for a RAM environment; "
-                f"the arguments are {', '.join(known)} and render_mode"
+                f"{owner}() got an unexpected keyword argument {unknown[0]!r}{more}; "
+                f"the arguments of a RAM environment are {', '.join(known)} and {also}"
             )
         return cls(**kwargs)
 

@@ -88,7 +88,7 @@ class GlimpseVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.config = TaskConfig.from_kwargs(kwargs)
+        self.config = TaskConfig.from_kwargs(kwargs, "GlimpseVectorEnv.__init__", "num_envs, render_mode, device")
         self.xp = xp = get_backend(device)
         self.device = xp.device
         self.task = GlimpseTask(self.config, num_envs, xp)

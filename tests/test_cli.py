@@ -222,3 +222,14 @@ def test_reward_flag_of_the_sb3_learners_is_refused_for_the_ram_agent(capsys):
     assert train_agent.main(["--reward", "graded"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--reward is a setting of the SB3 algorithms" in err
+
+
+def test_a_wrong_flag_is_named_before_the_run_folder_is_looked_at(tmp_path, capsys):
+    """The default run folder already holds a run (``make train`` made it): the flag's own error comes first."""
+    held = tmp_path / "runs" / "MNIST-v0-ram-seed1"
+    held.mkdir(parents=True)
+    (held / "config.json").write_text("{}")
+    (held / "last.pt").write_bytes(b"")
+    assert train_agent.main(["--reward", "graded"]) == 2
+    err = capsys.readouterr().err
+    assert "--reward is a setting of the SB3 algorithms" in err and "already holds" not in err

@@ -264,8 +264,22 @@ def test_bad_reset_options_raise(data_dir, options, match):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(foo=1), TypeError, r"unknown argument 'foo' for a RAM environment; the arguments are dataset, split"),
-        (dict(foo=1, bar=2), TypeError, r"unknown arguments 'foo', 'bar'"),
+        (
+            dict(foo=1),
+            TypeError,
+            r"^GlimpseEnv.__init__\(\) got an unexpected keyword argument 'foo'; "
+            r"the arguments of a RAM environment are dataset, split",
+        ),
+        (
+            dict(foo=1, bar=2),
+            TypeError,
+            r"^GlimpseEnv.__init__\(\) got an unexpected keyword argument 'foo' \(and 'bar'\)",
+        ),
+        (
+            dict(device="cpu"),
+            TypeError,
+            r"^GlimpseEnv.__init__\(\) got an unexpected keyword argument 'device'; device is",
+        ),
         (dict(patch_size=40), ValueError, r"patch_size 40 is larger than the 28x28 canvas"),
         (
             dict(n_clutter=4),

@@ -6,6 +6,7 @@ The runs share one local Ray instance of two CPUs; the adapter's tests skip wher
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -96,12 +97,13 @@ def test_batched_scoring_equals_the_module_on_sb3s_ppo_env(rllib, run, data_dir)
     assert correct.tolist() == single
 
 
-def test_evaluate_py_scores_the_run_without_starting_ray(rllib, run, data_dir):
+def test_evaluate_py_scores_the_run_without_starting_ray(rllib, run, data_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), str(run), "--limit", "100", "--data-dir", data_dir],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
