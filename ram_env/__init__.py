@@ -14,6 +14,11 @@ Mnih et al. (2014), each with the reference's settings as defaults (any keyword 
 vectorization_mode="vector_entry_point")`` is N episodes as one numpy batch, and with ``device="cuda"`` (any
 torch device) as torch tensors that never leave that device (see :class:`GlimpseVectorEnv`).
 
+``RAM/Images-v0`` is the same task on images from anywhere: ``images=`` and ``labels=`` arrays (gray or colour,
+any size), ``dataset=`` a torchvision set by name (``"CIFAR10"``, ``"SVHN"``, ``"STL10"``, the MNIST family ...),
+``image_folder=`` a folder of images per class, or ``images=`` any dataset object of ``(image, label)`` items
+(:mod:`ram_env.sources`); its glimpse settings default to what suits the image size (:func:`ram_env.task.suited`).
+
 Every id also takes the task options, each off by default: ``answer="any_step"`` adds a ``stop`` action so the
 agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimpse taken (see :class:`GlimpseEnv`);
 ``n_objects``, ``digit_size`` and ``target`` ask for several digits, other digit sizes, their sum or the digit's
@@ -63,6 +68,15 @@ def task_id(pattern: str, dataset: str) -> str:
     """The registered id of a task pattern for a dataset, e.g. ``task_id("Cluttered{D}60", "KMNIST")``."""
     return f"RAM/{pattern.format(D=dataset)}-v0"
 
+
+# Images from anywhere (see ram_env.sources and GlimpseEnv): the glimpse settings default to what suits the canvas.
+if "RAM/Images-v0" not in gymnasium.registry:
+    gymnasium.register(
+        id="RAM/Images-v0",
+        entry_point="ram_env.env:GlimpseEnv",
+        vector_entry_point="ram_env.vector:GlimpseVectorEnv",
+        kwargs=dict(dataset=None, n_glimpses=None, patch_size=None, n_patches=None, scale=None),
+    )
 
 for _dataset in DATASETS:
     for _pattern, _defaults in {**TASKS, **DRAM_TASKS}.items():

@@ -27,6 +27,7 @@ class NumpyBackend:
     maximum = staticmethod(np.maximum)
     floor = staticmethod(np.floor)
     where = staticmethod(np.where)
+    stack = staticmethod(np.stack)
 
     # ---------------------------------------------------------------------------------------- arrays
     def asarray(self, x, dtype=None):
@@ -90,18 +91,17 @@ class NumpyBackend:
             return out
         return np.cumsum(x, axis=axis, dtype=out.dtype, out=out)
 
-    def windows(self, flat, side: int, h: int, w: int):
-        """Every ``h x w`` window of a flat buffer of rows ``side`` long: ``windows[k]`` starts at ``flat[k]``.
+    def windows(self, flat, side: int, h: int, w: int, c: int = 1, plane: int = 0):
+        """Every ``c x h x w`` window of a flat buffer of ``c`` planes ``plane`` apart, rows ``side`` long.
 
-        A strided view (no copy); indexing it with an array of start offsets copies or writes whole windows
-        at C speed, which is how a batch of digits is pasted at a batch of positions without a loop.
+        ``windows[k]`` starts at ``flat[k]``. A strided view (no copy); indexing it with an array of start offsets
+        copies or writes whole windows at C speed, which is how a batch of images is pasted at a batch of
+        positions without a loop.
         """
-        n = flat.size - ((h - 1) * side + w) + 1
+        n = flat.size - ((c - 1) * plane + (h - 1) * side + w) + 1
+        e = flat.strides[0]
         return np.lib.stride_tricks.as_strided(
-            flat,
-            shape=(n, h, w),
-            strides=(flat.strides[0], side * flat.strides[0], flat.strides[0]),
-            writeable=flat.flags.writeable,
+            flat, shape=(n, c, h, w), strides=(e, plane * e, side * e, e), writeable=flat.flags.writeable
         )
 
     # --------------------------------------------------------------------------------- random streams

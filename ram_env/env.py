@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ram_env import canvas
 from ram_env.task import GlimpseTask, TaskConfig
 
 
@@ -141,8 +142,9 @@ class GlimpseEnv(gym.Env):
                 "vector env only (gym.make_vec(id, num_envs, vectorization_mode='vector_entry_point', device=...)); "
                 "the single env serves numpy arrays"
             )
-        self.config = TaskConfig.from_kwargs(kwargs)
-        self.task = GlimpseTask(self.config, num_envs=1)
+        images, labels = kwargs.pop("images", None), kwargs.pop("labels", None)
+        self.task = GlimpseTask(TaskConfig.from_kwargs({**kwargs, "images": images}), 1, images=images, labels=labels)
+        self.config = self.task.config  # with the settings that suit the data filled in
         self.observation_space = self.task.observation_space
         self.action_space = self.task.action_space
         self.n_images = self.task.n_images
@@ -226,7 +228,7 @@ class GlimpseEnv(gym.Env):
     def frame_state(self) -> "dict[str, Any]":
         """What a frame shows: the canvas, the fixations so far, the glimpse and the answer."""
         return {
-            "canvas": self.task.canvases[0],
+            "canvas": canvas.as_image(self.task.canvases[0]),
             "history": np.array(self._history, dtype=np.float32),
             "glimpse": self.task.glimpse[0],
             "t": min(int(self.task.t[0]), self.task.n_glimpses),

@@ -134,7 +134,7 @@ def weights(source: int, side: int, xp):
 
 
 def resample(images, side: int, xp):
-    """uint8 images ``(B, D, D)`` area-averaged to ``(B, side, side)`` uint8 (exact; see the module)."""
+    """uint8 images ``(B, [C,] D, D)`` area-averaged to ``(B, [C,] side, side)`` uint8 (exact; see the module)."""
     source = images.shape[-1]
     if side == source:
         return images
@@ -145,9 +145,12 @@ def resample(images, side: int, xp):
 
 
 def paste(canvases, images, objects: Objects, xp) -> None:
-    """Draw every digit (resampled to its size) on ``canvases`` ``(B, S, S)``, keeping the brighter pixel."""
+    """Draw every image (resampled to its size) on ``canvases`` ``(B, C, S, S)``, keeping the brighter value.
+
+    ``images`` are ``(N, C, D, D)``.
+    """
     b, k = objects.size.shape
-    s = canvases.shape[-1]
+    s, c = canvases.shape[-1], canvases.shape[1]
     flat = canvases.reshape(-1)
     host_size = xp.to_numpy(objects.size)
     for j in range(k):
@@ -155,7 +158,7 @@ def paste(canvases, images, objects: Objects, xp) -> None:
             rows = np.flatnonzero(host_size[:, j] == side)
             at = xp.asarray(rows)
             digits = resample(images[objects.index[at, j]], int(side), xp)
-            windows = xp.windows(flat, s, int(side), int(side))
+            windows = xp.windows(flat, s, int(side), int(side), c, s * s)
             top_left = objects.offset[at, j]
-            start = at * (s * s) + top_left[:, 1] * s + top_left[:, 0]
+            start = at * (c * s * s) + top_left[:, 1] * s + top_left[:, 0]
             windows[start] = xp.maximum(windows[start], digits)

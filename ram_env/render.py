@@ -70,7 +70,7 @@ def font(size: int) -> pygame.font.Font:
 class Layout:
     """Where things are in a frame of a task (all in frame pixels, ``(x, y)`` order)."""
 
-    canvas_size: int  # S: side of the canvas in canvas pixels
+    canvas_shape: tuple[int, int]  # (H, W) of the canvas in canvas pixels
     scale: int  # k: frame pixels per canvas pixel
     canvas_origin: tuple[int, int]  # frame pixel of canvas pixel (0, 0)
     patch_origins: tuple[tuple[int, int], ...]  # top-left frame pixel of each enlarged patch
@@ -80,65 +80,75 @@ class Layout:
     height: int
 
     @property
+    def canvas_extent(self) -> tuple[int, int]:
+        """``(width, height)`` of the scaled canvas in frame pixels."""
+        return self.canvas_shape[1] * self.scale, self.canvas_shape[0] * self.scale
+
+    @property
     def canvas_side(self) -> int:
-        """Side of the scaled canvas in frame pixels."""
-        return self.canvas_size * self.scale
+        """Width of the scaled canvas in frame pixels (its side, when square)."""
+        return self.canvas_extent[0]
 
     def location_to_pixel(self, location) -> np.ndarray:
         """Frame pixel coordinates (float) of locations ``(..., 2)`` in ``[-1, 1]``: the point the retina centres on."""
         location = np.asarray(location, dtype=np.float64)
-        return np.asarray(self.canvas_origin) + (location + 1.0) * (0.5 * self.canvas_side)
+        return np.asarray(self.canvas_origin) + (location + 1.0) * (0.5 * np.asarray(self.canvas_extent))
 
     def pixel_to_location(self, pixel) -> np.ndarray | None:
         """The location of the centre of frame pixel ``(px, py)``; None if the pixel is not on the canvas."""
         px, py = (int(v) for v in pixel)
         x0, y0 = self.canvas_origin
-        side = self.canvas_side
-        if not (x0 <= px < x0 + side and y0 <= py < y0 + side):
+        width, height = self.canvas_extent
+        if not (x0 <= px < x0 + width and y0 <= py < y0 + height):
             return None
-        centre = (np.array([px - x0, py - y0], dtype=np.float64) + 0.5) / side
+        centre = (np.array([px - x0, py - y0], dtype=np.float64) + 0.5) / np.array([width, height])
         return np.clip(centre * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
 
 
 def frame_layout(retina) -> Layout:
     """The layout of every frame of a task, from its :class:`~ram_env.sensor.Retina`."""
-    s = int(retina.canvas_size)
-    k = max(1, TARGET_CANVAS // s)
-    side = s * k
+    h, w = int(retina.height), int(retina.width)
+    k = max(1, TARGET_CANVAS // max(h, w))
+    side = w * k
     n, p = int(retina.n_patches), int(retina.patch_size)
     # Enlarged patches: an integer multiple of patch_size, all n side by side within the canvas width.
-    fit = min(MAX_PATCH, (side - (n - 1) * GAP) // n)
+    fit = min(MAX_PATCH, (max(side, 200) - (n - 1) * GAP) // n)
     patch_side = p * max(1, fit // p)
     canvas_origin = (MARGIN, HEADER + MARGIN)
-    patch_y = canvas_origin[1] + side + MARGIN + BORDER
+    patch_y = canvas_origin[1] + h * k + MARGIN + BORDER
     patch_origins = tuple((MARGIN + i * (patch_side + GAP), patch_y) for i in range(n))
     footer_y = patch_y + patch_side + 4
     width = max(side, n * patch_side + (n - 1) * GAP) + 2 * MARGIN
     height = footer_y + FOOTER + MARGIN // 2
-    return Layout(s, k, canvas_origin, patch_origins, patch_side, footer_y, width + width % 2, height + height % 2)
+    return Layout((h, w), k, canvas_origin, patch_origins, patch_side, footer_y, width + width % 2, height + height % 2)
+
+
+def _image_surface(image: np.ndarray, size: tuple[int, int]) -> pygame.Surface:
+    """An ``(h, w)`` gray or ``(h, w, 3)`` colour uint8 image as a surface scaled (nearest neighbour) to ``size``."""
+    image = image[:, :, None] if image.ndim == 2 else image
+    rgb = np.ascontiguousarray(np.broadcast_to(image, (*image.shape[:2], 3)).transpose(1, 0, 2))  # surfarray: (x, y)
+    return pygame.transform.scale(pygame.surfarray.make_surface(rgb), size)
 
 
 def _grey_surface(image: np.ndarray, side: int) -> pygame.Surface:
-    """An ``(h, w)`` uint8 image as an RGB surface scaled (nearest neighbour) to ``side x side``."""
-    rgb = np.repeat(np.ascontiguousarray(image.T)[:, :, None], 3, axis=2)  # surfarray is (x, y)
-    surface = pygame.surfarray.make_surface(rgb)
-    return pygame.transform.scale(surface, (side, side))
+    """An image as a ``side x side`` surface (see :func:`_image_surface`)."""
+    return _image_surface(image, (side, side))
 
 
 def _draw_canvas(surface: pygame.Surface, layout: Layout, canvas: np.ndarray, border: tuple[int, int, int]) -> None:
     """The scaled canvas inside its border."""
-    (x0, y0), side = layout.canvas_origin, layout.canvas_side
-    rect = pygame.Rect(x0, y0, side, side)
+    (x0, y0), (width, height) = layout.canvas_origin, layout.canvas_extent
+    rect = pygame.Rect(x0, y0, width, height)
     pygame.draw.rect(surface, border, rect.inflate(2 * BORDER, 2 * BORDER), BORDER)
-    surface.blit(_grey_surface(np.asarray(canvas, dtype=np.uint8), side), (x0, y0))
+    surface.blit(_image_surface(np.asarray(canvas, dtype=np.uint8), (width, height)), (x0, y0))
 
 
 def _draw_fixations(surface: pygame.Surface, layout: Layout, retina, history: np.ndarray) -> None:
     """The path of the fixations and the current glimpse's boxes, clipped to the canvas."""
     if not len(history):
         return
-    k, (x0, y0), side = layout.scale, layout.canvas_origin, layout.canvas_side
-    surface.set_clip(pygame.Rect(x0, y0, side, side))
+    k, (x0, y0), (width, height) = layout.scale, layout.canvas_origin, layout.canvas_extent
+    surface.set_clip(pygame.Rect(x0, y0, width, height))
     # Lines between consecutive fixations, dots on the earlier ones.
     points = [tuple(p) for p in layout.location_to_pixel(history)]
     if len(points) > 1:
@@ -172,8 +182,9 @@ def _draw_glimpse(surface: pygame.Surface, layout: Layout, glimpse: np.ndarray, 
     """The glimpse as the agent sees it: each patch enlarged, framed in its scale's colour (black before reset)."""
     glimpse = np.asarray(glimpse, dtype=np.float32)
     for i, (px, py) in enumerate(layout.patch_origins):
-        if taken:
-            patch = np.clip(glimpse[i, 0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if taken:  # (C, p, p) -> (p, p) gray or (p, p, 3) colour
+            patch = np.clip(glimpse[i].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            patch = patch[:, :, 0] if patch.shape[2] == 1 else patch
         else:
             patch = np.zeros(glimpse.shape[-2:], np.uint8)
         rect = pygame.Rect(px, py, layout.patch_side, layout.patch_side)
@@ -216,8 +227,8 @@ def surface_to_array(surface: pygame.Surface) -> np.ndarray:
 def draw_frame(state: dict, retina, n_glimpses: int) -> np.ndarray:
     """The picture of one episode's state as an ``(H, W, 3)`` uint8 array.
 
-    :param state: ``env.frame_state()``: ``canvas`` (S, S) uint8, ``history`` (t, 2) fixations so far
-        (the last one is the current glimpse), ``glimpse`` (n_patches, 1, p, p) float32, ``t`` glimpses
+    :param state: ``env.frame_state()``: ``canvas`` (H, W) gray or (H, W, 3) colour uint8, ``history`` (t, 2)
+        fixations so far (the last one is the current glimpse), ``glimpse`` (n_patches, C, p, p) float32, ``t`` glimpses
         taken, ``answer`` (None until the last step) and ``label`` (the truth)
     :param retina: the task's :class:`~ram_env.sensor.Retina` (where patches lie, how big they are)
     :param n_glimpses: glimpses per episode (for "step t/T")

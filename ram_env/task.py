@@ -8,37 +8,47 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from gymnasium import spaces
 
-from ram_env import answers, canvas, datasets, objects
+from ram_env import answers, canvas, datasets, objects, sources
 from ram_env.backend import NUMPY
-from ram_env.sensor import Retina, integral_image
+from ram_env.sensor import Retina, integral_image, suited
 
 ANSWERS = ("last_step", "any_step")
 
 
+DATA_KEYWORDS = ("images", "labels")  # data, not configuration: given to the env, never recorded
+
+
 @dataclass(frozen=True)
 class TaskConfig:
-    """Everything that defines a task; keyword names follow the reference implementation's command line."""
+    """Everything that defines a task; keyword names follow the reference implementation's command line.
 
-    dataset: str = "MNIST"
+    Data: ``images=`` (given beside the config: ``dataset="arrays"``), else ``image_folder``, else ``dataset`` by name
+    (:mod:`ram_env.sources`). ``None`` glimpse settings are what suits the canvas (:func:`ram_env.sensor.suited`).
+    """
+
+    dataset: str | None = "MNIST"
     split: str = "train"
     data_dir: str | None = None
-    translated_size: int | None = None  # canvas side; None or 28 is the plain 28x28 digit
+    image_folder: str | None = None  # a folder in torchvision's ImageFolder layout (replaces dataset)
+    resize: int | tuple[int, int] | None = None  # every image to this side or (height, width)
+    n_classes: int | None = None  # None: from the data
+    translated_size: int | tuple[int, int] | None = None  # canvas side or (height, width); None: the image itself
     n_clutter: int = 0
     clutter_size: int = 8
-    n_glimpses: int = 6
-    patch_size: int = 8
-    n_patches: int = 1
-    scale: int = 2
+    n_glimpses: int | None = 6
+    patch_size: int | None = 8
+    n_patches: int | None = 1
+    scale: int | None = 2
     start: str = "random"  # first glimpse location: "random" (uniform) or "center"
     answer: str = "last_step"  # when the label counts: "last_step" (step n_glimpses) or "any_step" (a stop action)
     glimpse_cost: float = 0.0  # subtracted from the final reward per glimpse taken; needs answer="any_step"
     n_objects: int = 1  # digits per canvas, placed without overlap; their labels are read in reading order
-    digit_size: int | tuple[int, int] = 28  # side of every digit, or a range (lo, hi) each digit's side is drawn from
+    digit_size: int | tuple[int, int] | None = None  # side of every image, or a range (lo, hi); None: its own size
     target: str = "label"  # what the answer says: "label" (the K labels), "sum" (their sum), "location" (the centre)
 
     @classmethod
@@ -46,42 +56,51 @@ class TaskConfig:
         """A config from keyword arguments, with a clear error for an unknown one (``gym.make(id, foo=1)``).
 
         The error opens with Python's own wording, which callers match on: TorchRL's ``GymEnv`` passes
-        ``frameskip`` and drops it on "got an unexpected keyword argument 'frameskip'".
+        ``frameskip`` and drops it on "got an unexpected keyword argument 'frameskip'". ``images`` and ``labels``
+        (data, not configuration) may be among them: the config then says ``dataset="arrays"``.
         """
         known = cls.__dataclass_fields__
-        unknown = [k for k in kwargs if k not in known]
+        unknown = [k for k in kwargs if k not in known and k not in DATA_KEYWORDS]
         if unknown:
             more = f" (and {', '.join(map(repr, unknown[1:]))})" if len(unknown) > 1 else ""
             raise TypeError(
                 f"{owner}() got an unexpected keyword argument {unknown[0]!r}{more}; "
-                f"the arguments of a RAM environment are {', '.join(known)} and {also}"
+                f"the arguments of a RAM environment are {', '.join([*known, *DATA_KEYWORDS])} and {also}"
             )
-        return cls(**kwargs)
+        config = {k: v for k, v in kwargs.items() if k in known}
+        if kwargs.get("images") is not None and config.get("image_folder") is not None:
+            raise ValueError("give images= or image_folder=, not both")
+        if kwargs.get("images") is not None or config.get("image_folder") is not None:
+            config["dataset"] = "arrays" if kwargs.get("images") is not None else None
+        return cls(**config)
 
     def __post_init__(self):
-        for name in ("n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-        if self.translated_size is not None and (
-            isinstance(self.translated_size, bool) or not isinstance(self.translated_size, (int, np.integer))
-        ):
-            raise TypeError(
-                f"translated_size must be an integer (or None for the plain 28x28 digit), got {self.translated_size!r}"
-            )
-        if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
-            raise TypeError(f"data_dir must be a path or None, got {self.data_dir!r}")
+        for name in ("n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "n_classes"):
+            if getattr(self, name) is not None or name in ("n_clutter", "clutter_size"):
+                canvas.check_int(name, getattr(self, name))
+        object.__setattr__(self, "translated_size", canvas.side_or_pair("translated_size", self.translated_size))
+        object.__setattr__(self, "resize", canvas.side_or_pair("resize", self.resize))
+        for name in ("data_dir", "image_folder"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), (str, os.PathLike)):
+                raise TypeError(f"{name} must be a path or None, got {getattr(self, name)!r}")
+        if self.image_folder is not None:
+            object.__setattr__(self, "image_folder", str(self.image_folder))
         if self.start not in ("random", "center"):
             raise ValueError(f"start must be 'random' or 'center', got {self.start!r}")
         self._check_answer()
         self._check_objects()
-        if not isinstance(self.n_glimpses, (int, np.integer)) or self.n_glimpses < 1:
-            raise ValueError(f"n_glimpses must be a positive integer, got {self.n_glimpses!r}")
+        for name in ("n_glimpses", "n_classes"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.split not in datasets.SPLITS:
             raise ValueError(f"unknown split {self.split!r}; choose one of {', '.join(datasets.SPLITS)}")
-        if self.dataset not in datasets.DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(datasets.DATASETS)}")
-        Retina(self.canvas_spec.size, self.patch_size, self.n_patches, self.scale)  # validates the geometry
+        if self.dataset is None and self.image_folder is None:
+            raise ValueError("no data: give images= and labels=, image_folder= or dataset= (e.g. 'CIFAR10')")
+        if self.dataset not in (None, "arrays", *sources.NAMED):
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(sources.NAMED)}")
+        shape = sources.SHAPES.get(self.dataset) if self.resize is None else canvas.CanvasSpec(self.resize).shape
+        if shape is not None and self.image_folder is None:
+            self.resolved((1, *shape))  # validates the geometry before any data is read
 
     def _check_answer(self) -> None:
         if self.answer not in ANSWERS:
@@ -103,38 +122,57 @@ class TaskConfig:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"n_objects must be an integer >= 1 (digits per canvas), got {k!r}")
         size = self.digit_size
-        pair = isinstance(size, (tuple, list)) and len(size) == 2
-        parts = tuple(size) if pair else (size,)
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in parts) or min(parts) < 1:
-            raise ValueError(f"digit_size must be a side in px (an integer >= 1) or a range (lo, hi), got {size!r}")
-        if pair:
-            if parts[0] > parts[1]:
-                raise ValueError(f"digit_size (lo, hi) needs lo <= hi, got {size!r}")
-            object.__setattr__(self, "digit_size", (int(parts[0]), int(parts[1])))  # a list from JSON: a tuple
+        if size is not None:
+            pair = isinstance(size, (tuple, list)) and len(size) == 2
+            parts = tuple(size) if pair else (size,)
+            if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in parts) or min(parts) < 1:
+                raise ValueError(f"digit_size must be a side in px (an integer >= 1) or a range (lo, hi), got {size!r}")
+            if pair:
+                if parts[0] > parts[1]:
+                    raise ValueError(f"digit_size (lo, hi) needs lo <= hi, got {size!r}")
+                object.__setattr__(self, "digit_size", (int(parts[0]), int(parts[1])))  # a list from JSON: a tuple
         answers.check_target(self.target, k)
 
     @property
-    def digit_range(self) -> tuple[int, int]:
-        """The smallest and largest digit side, in px."""
+    def digit_range(self) -> tuple[int, int] | None:
+        """The smallest and largest digit side, in px (None: the images' own size)."""
         size = self.digit_size
+        if size is None:
+            return None
         return (int(size[0]), int(size[1])) if isinstance(size, tuple) else (int(size), int(size))
 
-    @property
-    def canvas_spec(self) -> canvas.CanvasSpec:
-        return canvas.CanvasSpec(
-            self.translated_size or canvas.DIGIT, self.n_clutter, self.clutter_size, self.n_objects, self.digit_range
-        )
+    def canvas_spec(self, image_shape: tuple[int, int] = (canvas.DIGIT, canvas.DIGIT)) -> canvas.CanvasSpec:
+        """The canvas of images ``(h, w)``: the image itself, or ``translated_size``."""
+        h, w = image_shape
+        size = self.translated_size or (h if h == w else (h, w))
+        return canvas.CanvasSpec(size, self.n_clutter, self.clutter_size, self.n_objects, self.digit_range, (h, w))
+
+    def resolved(self, image_shape: tuple[int, int, int]) -> "TaskConfig":
+        """This config for images ``(C, H, W)``: the geometry checked, and every ``None`` setting filled in."""
+        spec = self.canvas_spec(tuple(image_shape[1:]))
+        fill = {k: v for k, v in suited(spec.shape, self.scale or 2).items() if getattr(self, k) is None}
+        config = replace(self, **fill) if fill else self
+        Retina(spec.shape, config.patch_size, config.n_patches, config.scale)  # validates the geometry
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _fixed_seed(config: TaskConfig) -> np.random.SeedSequence:
-    """Seed of the val/test layouts: depends on the split and the canvas geometry only."""
-    spec = config.canvas_spec
-    key = f"{config.dataset}/{config.split}/{spec.size}/{spec.n_clutter}/{spec.clutter_size}"
+def _fixed_seed(config: TaskConfig, data: sources.ImageData) -> np.random.SeedSequence:
+    """Seed of the val/test layouts: depends on the data, the split and the canvas geometry only.
+
+    The digit tasks keep the key they always had (their name stands for their data), so their episodes stay the same.
+    """
+    spec = config.canvas_spec(data.shape[1:])
+    if config.dataset in sources.MNIST_FAMILY and config.resize is None and isinstance(spec.size, int):
+        key = f"{config.dataset}/{config.split}/{spec.size}/{spec.n_clutter}/{spec.clutter_size}"
+    else:
+        size = "x".join(map(str, spec.shape))
+        key = f"{data.fingerprint}/{config.split}/{size}/{spec.n_clutter}/{spec.clutter_size}"
     if spec.several:  # the paper's tasks keep their keys, so their episodes
-        key += f"/{spec.n_objects}/{spec.digit_size[0]}-{spec.digit_size[1]}"
+        lo, hi = spec.digit_range
+        key += f"/{spec.n_objects}/{lo}-{hi}"
     return np.random.SeedSequence(zlib.crc32(key.encode()))
 
 
@@ -154,32 +192,37 @@ class GlimpseTask:
     (``t`` is then the glimpses it took) and is marked ``done`` (host bool) until its next reset.
     """
 
-    def __init__(self, config: TaskConfig, num_envs: int, xp=NUMPY):
-        self.config = config
+    def __init__(self, config: TaskConfig, num_envs: int, xp=NUMPY, images=None, labels=None):
+        data = sources.load(
+            config.dataset, config.split, config.data_dir, config.image_folder, config.resize, images, labels,
+            config.n_classes,
+        )  # fmt: skip
+        self.data = data
+        self.config = config = config.resolved(data.shape)
         self.num_envs = num_envs
         self.xp = xp
-        images, labels = datasets.load(config.dataset, config.split, config.data_dir)
-        self.images, self.labels = xp.asarray(images), xp.asarray(labels)  # uint8 and int64: no float copies
-        self.n_images = len(images)
-        self.n_classes = datasets.N_CLASSES
-        self.spec = config.canvas_spec
-        self.retina = Retina(self.spec.size, config.patch_size, config.n_patches, config.scale, xp)
+        self.images, self.labels = xp.asarray(data.planes), xp.asarray(data.labels)  # uint8 and int64: no float copies
+        self.n_images = len(data)
+        self.n_classes = data.n_classes
+        self.channels = c = data.shape[0]
+        self.spec = config.canvas_spec(data.shape[1:])
+        self.retina = Retina(self.spec.shape, config.patch_size, config.n_patches, config.scale, xp)
         self.n_glimpses = config.n_glimpses
         self.any_step = config.answer == "any_step"
         self.answer = answers.make(config.target, self.n_classes, config.n_objects, xp)
         self.glimpse_cost = float(config.glimpse_cost)
         # The val and test episodes are fixed: draw every image's layout and random start location once,
-        # from a seed of the split, so that every agent, run and library is scored on the same episodes
-        # (drawn by numpy for every backend, then moved to the backend's device).
+        # from a seed of the data and the split, so that every agent, run and library is scored on the same
+        # episodes (drawn by numpy for every backend, then moved to the backend's device).
         self.fixed_layout = self.fixed_start = None
         if config.split != "train":
-            rng = np.random.default_rng(_fixed_seed(config))
+            rng = np.random.default_rng(_fixed_seed(config, data))
             self.fixed_layout = canvas.sample_layout(self.spec, np.arange(self.n_images), self.n_images, rng).to(xp)
             self.fixed_start = xp.asarray(rng.uniform(-1.0, 1.0, size=(self.n_images, 2)).astype(np.float32))
 
         p, n = config.patch_size, config.n_patches
         self.observation_space = spaces.Dict(
-            glimpse=spaces.Box(0.0, 1.0, (n, 1, p, p), np.float32),
+            glimpse=spaces.Box(0.0, 1.0, (n, c, p, p), np.float32),
             location=spaces.Box(-1.0, 1.0, (2,), np.float32),
         )
         action = {"location": spaces.Box(-1.0, 1.0, (2,), np.float32), self.answer.key: self.answer.space}
@@ -187,13 +230,13 @@ class GlimpseTask:
             action["stop"] = spaces.Discrete(2)
         self.action_space = spaces.Dict(**action)  # keywords keep the order: location, label (or point)[, stop]
         self.action_keys = tuple(action)
-        s = self.spec.size
+        h, w = self.spec.shape
         self.index = xp.zeros(num_envs, xp.int64)
         self._init_truth(num_envs)
-        self.tables = xp.zeros((num_envs, s + 1, s + 1), xp.int32)
-        self.canvases = xp.zeros((num_envs, s, s), xp.uint8)
+        self.tables = xp.zeros((num_envs, c, h + 1, w + 1), xp.int32)
+        self.canvases = xp.zeros((num_envs, c, h, w), xp.uint8)
         self.location = xp.zeros((num_envs, 2), xp.float32)
-        self.glimpse = xp.zeros((num_envs, n, 1, p, p), xp.float32)
+        self.glimpse = xp.zeros((num_envs, n, c, p, p), xp.float32)
         self.t = np.full(num_envs, -1, dtype=np.int64)  # glimpses taken; -1 before the first reset
         self.done = np.zeros(num_envs, dtype=bool)  # answered: the episode needs a reset
 
@@ -222,7 +265,7 @@ class GlimpseTask:
             if self.classes is None:
                 self.label[at] = self.labels[indices]
                 return
-            side = xp.zeros((len(indices), 1), xp.int64) + canvas.DIGIT
+            side = xp.zeros((len(indices), 1), xp.int64) + self.spec.image_shape[0]
             digits = objects.Objects(indices[:, None], layout.offset[:, None], side)
         else:
             digits = layout.objects

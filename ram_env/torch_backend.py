@@ -28,6 +28,7 @@ class TorchBackend:
     maximum = staticmethod(torch.maximum)
     floor = staticmethod(torch.floor)
     where = staticmethod(torch.where)
+    stack = staticmethod(torch.stack)
 
     def __init__(self, device):
         try:
@@ -105,9 +106,9 @@ class TorchBackend:
             return out.cumsum_(axis)
         return torch.cumsum(x, dim=axis, dtype=out.dtype, out=out)
 
-    def windows(self, flat, side: int, h: int, w: int):
-        n = flat.numel() - ((h - 1) * side + w) + 1
-        return flat.as_strided((n, h, w), (1, side, 1))
+    def windows(self, flat, side: int, h: int, w: int, c: int = 1, plane: int = 0):
+        n = flat.numel() - ((c - 1) * plane + (h - 1) * side + w) + 1
+        return flat.as_strided((n, c, h, w), (1, plane, side, 1))
 
     # --------------------------------------------------------------------------------- random streams
     def generator(self, np_random: np.random.Generator) -> torch.Generator:

@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ram_env import canvas
 from ram_env.backend import get_backend
 from ram_env.env import GlimpseEnv
 from ram_env.task import GlimpseTask, TaskConfig
@@ -88,10 +89,13 @@ class GlimpseVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.config = TaskConfig.from_kwargs(kwargs, "GlimpseVectorEnv.__init__", "num_envs, render_mode, device")
+        images, labels = kwargs.pop("images", None), kwargs.pop("labels", None)
+        owner, also = "GlimpseVectorEnv.__init__", "num_envs, render_mode, device"
+        config = TaskConfig.from_kwargs({**kwargs, "images": images}, owner, also)
         self.xp = xp = get_backend(device)
         self.device = xp.device
-        self.task = GlimpseTask(self.config, num_envs, xp)
+        self.task = GlimpseTask(config, num_envs, xp, images=images, labels=labels)
+        self.config = self.task.config  # with the settings that suit the data filled in
         self.num_envs = num_envs
         self.n_images = self.task.n_images
         self.render_mode = render_mode
@@ -219,7 +223,7 @@ class GlimpseVectorEnv(VectorEnv):
             answer = to_numpy(self._answer[i]).copy()
             answer = int(answer) if answer.shape == () else answer
         return {
-            "canvas": to_numpy(task.canvases[i]),
+            "canvas": canvas.as_image(to_numpy(task.canvases[i])),
             "history": to_numpy(self._history[i, : max(t, 0)]).copy(),
             "glimpse": to_numpy(task.glimpse[i]),
             "t": t,

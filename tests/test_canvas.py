@@ -168,6 +168,6 @@ def test_the_target_digit_is_on_the_canvas(data_dir):
     env.reset(options={"index": 5})
     layout = env.task.fixed_layout[np.array([5])]
     x, y = layout.offset[0]
-    digit = env.task.images[5]
+    digit = env.task.images[5, 0]
     # the digit is drawn last: every one of its pixels shows at least its own brightness
-    assert (env.task.canvases[0, y : y + DIGIT, x : x + DIGIT] >= digit).all()
+    assert (env.task.canvases[0, 0, y : y + DIGIT, x : x + DIGIT] >= digit).all()

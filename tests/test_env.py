@@ -170,7 +170,7 @@ def test_keywords_override_the_task_defaults(data_dir):
         translated_size=40,
     )
     u = env.unwrapped
-    assert u.task.canvases.shape == (1, 40, 40) and u.task.retina.sizes.tolist() == [6, 18]
+    assert u.task.canvases.shape == (1, 1, 40, 40) and u.task.retina.sizes.tolist() == [6, 18]
     env.reset(seed=0)
     assert env.observation_space["glimpse"].shape == (2, 1, 6, 6)
     terminated = [env.step(act())[2] for _ in range(3)]
@@ -293,7 +293,11 @@ def test_bad_reset_options_raise(data_dir, options, match):
         (dict(n_patches=0), ValueError, r"n_patches must be a positive integer, got 0"),
         (dict(start="middle"), ValueError, r"start must be 'random' or 'center', got 'middle'"),
         (dict(split="dev"), ValueError, r"unknown split 'dev'; choose one of train, val, test"),
-        (dict(dataset="CIFAR10"), ValueError, r"unknown dataset 'CIFAR10'; choose one of MNIST, FashionMNIST, KMNIST"),
+        (
+            dict(dataset="Imagenet"),
+            ValueError,
+            r"unknown dataset 'Imagenet'; choose one of MNIST, FashionMNIST, KMNIST, CIFAR10",
+        ),
         (
             dict(render_mode="ansi"),
             ValueError,

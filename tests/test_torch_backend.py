@@ -103,7 +103,7 @@ def test_spaces_metadata_and_types(data_dir):
 def test_the_data_set_on_the_device_is_uint8(data_dir):
     env = GlimpseVectorEnv(num_envs=2, split="val", device=DEVICE, data_dir=data_dir, **SMALL)
     core = env.task
-    assert core.images.dtype == torch.uint8 and tuple(core.images.shape) == (5000, 28, 28)
+    assert core.images.dtype == torch.uint8 and tuple(core.images.shape) == (5000, 1, 28, 28)
     assert core.images.device == torch.device(DEVICE) and core.tables.dtype == torch.int32
 
 
