@@ -17,7 +17,7 @@ torch device) as torch tensors that never leave that device (see :class:`Glimpse
 ``RAM/Images-v0`` is the same task on images from anywhere: ``images=`` and ``labels=`` arrays (gray or colour,
 any size), ``dataset=`` a torchvision set by name (``"CIFAR10"``, ``"SVHN"``, ``"STL10"``, the MNIST family ...),
 ``image_folder=`` a folder of images per class, or ``images=`` any dataset object of ``(image, label)`` items
-(:mod:`ram_env.sources`); its glimpse settings default to what suits the image size (:func:`ram_env.task.suited`).
+(:mod:`ram_env.sources`); its glimpse settings default to what suits the image size (:func:`ram_env.sensor.suited`).
 
 Every id also takes the task options, each off by default: ``answer="any_step"`` adds a ``stop`` action so the
 agent may answer before ``n_glimpses``, and ``glimpse_cost`` charges each glimpse taken (see :class:`GlimpseEnv`);

@@ -18,8 +18,10 @@ class GlimpseEnv(gym.Env):
     Classify a digit that you may only see through a small, movable, multi-resolution glimpse, as in
     "Recurrent Models of Visual Attention" (Mnih et al., 2014). Each episode serves one image of an
     MNIST-family dataset on a canvas (plain 28x28, translated on a larger canvas, or cluttered); the
-    agent chooses where to look ``n_glimpses - 1`` times, then names the class. With ``answer="any_step"``
-    it may instead name the class as soon as it is sure, and pay ``glimpse_cost`` for every glimpse it took.
+    agent chooses where to look ``n_glimpses - 1`` times, then names the class. The images may come from
+    anywhere instead (``RAM/Images-v0``; see Data below): gray or colour, any size and aspect.
+    With ``answer="any_step"`` it may instead name the class as soon as it is sure, and pay ``glimpse_cost``
+    for every glimpse it took.
 
     Coordinates: ``(x, y)`` in ``[-1, 1]^2``; ``(-1, -1)`` is the top-left corner of the canvas,
     ``(1, 1)`` the bottom-right, ``(0, 0)`` the centre. Pixels outside the canvas read as 0.
@@ -47,7 +49,8 @@ class GlimpseEnv(gym.Env):
 
     ## Observation Space
 
-    ``Dict(glimpse=Box(0, 1, (n_patches, 1, patch_size, patch_size), float32), location=Box(-1, 1, (2,), float32))``
+    ``Dict(glimpse=Box(0, 1, (n_patches, C, patch_size, patch_size), float32), location=Box(-1, 1, (2,), float32))``
+    with C = 1 for gray images, 3 for colour ones (red, green, blue).
 
     | Key        | Meaning                                                                                 |
     |------------|-----------------------------------------------------------------------------------------|
@@ -94,11 +97,16 @@ class GlimpseEnv(gym.Env):
 
     | Argument          | Default       | Meaning                                                                    |
     |-------------------|---------------|----------------------------------------------------------------------------|
-    | `dataset`         | `"MNIST"`     | `"MNIST"`, `"FashionMNIST"` or `"KMNIST"`                                  |
+    | `dataset`         | `"MNIST"`     | `"MNIST"`, `"FashionMNIST"`, `"KMNIST"`, `"CIFAR10"`, `"CIFAR100"`,        |
+    |                   |               | `"SVHN"`, `"STL10"` or `"ColourClutteredMNIST"` (see Data)                 |
+    | `images`,`labels` | `None`        | the data as arrays or a dataset object instead (see Data)                  |
+    | `image_folder`    | `None`        | a folder of images per class instead (see Data)                            |
+    | `resize`          | `None`        | every image to this side or `(height, width)`, bilinear                    |
+    | `n_classes`       | `None`        | the classes; `None`: from the data                                         |
     | `split`           | `"train"`     | `"train"` (55k), `"val"` (last 5k of the training set), `"test"`           |
     | `data_dir`        | `None`        | folder with `<dataset>/raw/`; else `$RAM_DATA_DIR`, else `./data`          |
-    | `translated_size` | `None`        | canvas side (60, 100); `None` or 28 is the plain digit                     |
-    | `n_clutter`       | `0`           | clutter pieces (needs `translated_size > 28`)                              |
+    | `translated_size` | `None`        | canvas side (60, 100) or `(height, width)`; `None`: the image itself       |
+    | `n_clutter`       | `0`           | clutter pieces cut from other images (needs a canvas larger than the image) |
     | `clutter_size`    | `8`           | side of each clutter piece                                                 |
     | `n_glimpses`      | `6`           | glimpses (and steps) per episode; the most with `answer="any_step"`        |
     | `patch_size`      | `8`           | side of each patch after downscaling                                       |
@@ -108,18 +116,40 @@ class GlimpseEnv(gym.Env):
     | `answer`          | `"last_step"` | `"last_step"`: answer on step `n_glimpses`; `"any_step"`: a `stop` action  |
     | `glimpse_cost`    | `0`           | reward lost per glimpse, a finite number `>= 0`; needs `answer="any_step"` |
     | `n_objects`       | `1`           | digits per canvas, placed without overlap; K labels in reading order       |
-    | `digit_size`      | `28`          | digit side in px, or a range `(lo, hi)` drawn per digit (area resampling)  |
+    | `digit_size`      | `None`        | digit side in px, or a range `(lo, hi)` drawn per digit (area resampling); |
+    |                   |               | `None`: the images' own (28 for the digits)                                |
     | `target`          | `"label"`     | `"label"`, `"sum"` (of the K digits) or `"location"` (the centre)          |
     | `render_mode`     | `None`        | `"human"` or `"rgb_array"`                                                 |
+
+    ``RAM/Images-v0`` sets ``n_glimpses``, ``patch_size``, ``n_patches`` and ``scale`` to ``None``: what suits the
+    canvas (:func:`ram_env.sensor.suited`: the paper's settings for 28, 60 and 100 px; 8 px patches, 2 scales and
+    6 glimpses for 32x32; 12 px, 3 scales and 8 glimpses for 64x64). The resolved numbers are ``env.config``.
+
+    ## Data
+
+    | Source                | Arguments                                                                          |
+    |-----------------------|------------------------------------------------------------------------------------|
+    | arrays                | ``images=`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` (or floats in [0, 1]), ``labels=`` |
+    |                       | ints ``0..K-1``; the env's split is those arrays (pass val/test arrays with           |
+    |                       | ``split="val"``/``"test"``), or dicts ``{"train": x, "val": x, "test": x}`` for all   |
+    | a dataset object      | ``images=`` any ``len()``-and-``[i]`` object of ``(image, label)`` (PIL, numpy, tensor) |
+    | a torchvision set     | ``dataset="CIFAR10"`` ... in torchvision's layout under ``data_dir``                  |
+    | a folder              | ``image_folder=DIR``: ``DIR/<class>/*.png`` (or ``DIR/train/``, ``DIR/test/``)         |
+
+    A named set's val split is the last ``min(5000, n_train // 10)`` training images. The val/test episode of image
+    ``i`` is a pure function of the data (a fingerprint of its bytes, ``env.task.data.fingerprint``), the split,
+    the canvas and ``i``. Images stay uint8 in memory. See :mod:`ram_env.sources`.
 
     ``glimpse_cost`` without ``answer="any_step"`` is an error rather than ignored: every such episode takes
     ``n_glimpses`` glimpses, so a cost would only shift every reward, which is not what anyone asking for it
     meant.
 
     An unknown argument raises ``TypeError``; a value of the wrong type or an impossible geometry (a patch
-    larger than the canvas, clutter without translation, ``translated_size < 28``) raises ``ValueError``
+    larger than the canvas, clutter without translation, a canvas smaller than the image) raises ``ValueError``
     or ``TypeError`` naming it. A missing or corrupt data file raises ``ram_env.datasets.DatasetError``
-    naming the folder and the files expected there.
+    naming the folder and the files expected there; so do bad data (images of mixed sizes without ``resize``,
+    labels out of range, an empty folder, an image file that cannot be read, a dataset item that is not an
+    ``(image, label)`` pair), in one line naming the file or index.
 
     ```python
     >>> import gymnasium as gym, ram_env

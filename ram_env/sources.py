@@ -431,6 +431,12 @@ def load(
     return data
 
 
+def of_config(config, images=None, labels=None) -> ImageData:
+    """The data of a :class:`~ram_env.task.TaskConfig` (with ``images`` and ``labels`` given beside it)."""
+    c = config
+    return load(c.dataset, c.split, c.data_dir, c.image_folder, c.resize, images, labels, c.n_classes)
+
+
 def _split_of_dicts(images, labels, split: str, n_classes, resize) -> ImageData:
     """One split of ``{"train": ..., "val": ..., "test": ...}`` arrays; the classes counted over every split."""
     if not (isinstance(images, dict) and isinstance(labels, dict) and set(images) == set(labels)):

@@ -193,10 +193,7 @@ class GlimpseTask:
     """
 
     def __init__(self, config: TaskConfig, num_envs: int, xp=NUMPY, images=None, labels=None):
-        data = sources.load(
-            config.dataset, config.split, config.data_dir, config.image_folder, config.resize, images, labels,
-            config.n_classes,
-        )  # fmt: skip
+        data = sources.of_config(config, images, labels)
         self.data = data
         self.config = config = config.resolved(data.shape)
         self.num_envs = num_envs

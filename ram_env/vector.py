@@ -20,7 +20,7 @@ class GlimpseVectorEnv(VectorEnv):
 
     ## Spaces
 
-    The single env's with a leading batch axis: observations ``glimpse`` ``(num_envs, n_patches, 1, p, p)``
+    The single env's with a leading batch axis: observations ``glimpse`` ``(num_envs, n_patches, C, p, p)``
     float32 and ``location`` ``(num_envs, 2)`` float32; actions ``location`` ``(num_envs, 2)`` and ``label``
     ``(num_envs,)``, and with ``answer="any_step"`` ``stop`` ``(num_envs,)`` (0/1 or bools). The spaces are
     Gymnasium's numpy spaces whatever the backend.
@@ -28,7 +28,7 @@ class GlimpseVectorEnv(VectorEnv):
     ## Backends
 
     ``device=None`` (the default) is the numpy backend; ``device="cuda"`` (any torch device, ``"cpu"``
-    included) keeps the digits, canvases, clutter, summed-area tables and glimpses as torch tensors on that
+    included) keeps the images, canvases, clutter, summed-area tables and glimpses as torch tensors on that
     device, so that episodes never leave it. torch is imported only when a device is given.
 
     | What                                   | numpy (`device=None`)          | torch (`device="cuda"`, ...)          |
