@@ -18,6 +18,7 @@ differ in anything but the seed (and what a resume may change) are refused.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -245,18 +246,31 @@ def run_study(out: Path, seeds: list[int], flags: list[str], max_minutes: float 
     """Train and score every seed not yet scored; False if ``max_minutes`` ran out first."""
     check_flags(out, flags)
     check_same_settings(started(out, seeds))
+    todo = [s for s in seeds if not (seed_folder(out, s) / SCORES).is_file()]
+    if not todo:
+        return True
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-    for i, seed in enumerate(seeds):
-        folder = seed_folder(out, seed)
-        if (folder / SCORES).is_file():
-            continue
-        if not train_seed(flags, seed, folder, deadline, nproc, f" ({i + 1} of {len(seeds)})"):
-            return False
-        check_same_settings(started(out, seeds))
-        (folder / SCORES).write_text(json.dumps(score_run(folder), indent=2) + "\n")
-        if deadline is not None and time.monotonic() >= deadline and seed != seeds[-1]:
-            return False
+    with hold(out):
+        for seed in todo:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            folder = seed_folder(out, seed)
+            if not train_seed(flags, seed, folder, deadline, nproc, f" ({seeds.index(seed) + 1} of {len(seeds)})"):
+                return False
+            check_same_settings(started(out, seeds))
+            (folder / SCORES).write_text(json.dumps(score_run(folder), indent=2) + "\n")
     return True
+
+
+def hold(out: Path):
+    """The study folder's lock, held while it trains: a second study there would train the same seed twice."""
+    handle = open(out / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UsageError(f"another study is training in {out}; let it end (or stop it), then run this command again")
+    return handle
 
 
 def parser() -> cli.Parser:

@@ -153,3 +153,16 @@ def test_readme_study_and_leaderboard_commands_parse():
         ours, flags = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
         study.parser().parse_args(ours)
         train_agent.parser().parse_args(flags)
+
+
+def test_a_second_study_training_in_the_same_folder_is_refused_in_one_line(tmp_path, fake_trainer, capsys):
+    argv = ["--seeds", "1", "--out", str(tmp_path), "--", "--lr", "3e-3"]
+    tmp_path.mkdir(exist_ok=True)
+    with study.hold(tmp_path):  # as a study that is training there holds it
+        assert study.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"python -m agents.study: error: another study is training in {tmp_path}; let it end (or stop it), then run "
+        "this command again"
+    )
+    assert not (tmp_path / "seed1").exists()
+    assert study.main(argv) == 0  # once it is released
