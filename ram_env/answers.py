@@ -267,8 +267,9 @@ class Location:
         }
 
     def text(self, answer, truth) -> str:
-        a, t = np.asarray(answer, np.float64), np.asarray(truth, np.float64)
-        return f"point ({a[0]:+.2f}, {a[1]:+.2f})   centre ({t[0]:+.2f}, {t[1]:+.2f})"
+        delta = np.asarray(answer, np.float64) - np.asarray(truth, np.float64)
+        distance = float(np.sqrt((delta * delta).sum()))
+        return f"d {distance:.2f}   reward {self.reward(distance):.2f}"
 
 
 def make(target: str, n_classes: int, n_objects: int, xp):

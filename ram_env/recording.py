@@ -22,29 +22,34 @@ Policy = Callable[[dict, bool], dict]
 def random_policy(action_space, seed: int | None = None) -> Policy:
     """A policy that looks at uniformly random places and guesses a uniformly random class.
 
-    :param action_space: the single env's action space (``Dict(location=Box, label=Discrete)``)
+    :param action_space: the single env's action space (``Dict(location=Box, label=Discrete)``; with other answer
+        kinds ``label`` is ``MultiDiscrete`` (K labels, or a sum) or ``point`` a ``Box``)
     """
     rng = np.random.default_rng(seed)
     low = np.asarray(action_space["location"].low, dtype=np.float32)
     high = np.asarray(action_space["location"].high, dtype=np.float32)
-    n_classes = int(action_space["label"].n)
+    key = "point" if "point" in action_space.spaces else "label"
+    answer = action_space[key]
 
     def policy(obs: dict, first: bool) -> dict:
         n = len(obs["location"])
-        return {
-            "location": rng.uniform(low, high, size=(n, 2)).astype(np.float32),
-            "label": rng.integers(0, n_classes, size=n, dtype=np.int64),
-        }
+        if key == "point":
+            said = rng.uniform(low, high, size=(n, 2)).astype(np.float32)
+        else:
+            classes = getattr(answer, "nvec", getattr(answer, "n", None))
+            said = rng.integers(0, classes, size=(n,) + np.shape(classes), dtype=np.int64)
+        return {"location": rng.uniform(low, high, size=(n, 2)).astype(np.float32), key: said}
 
     return policy
 
 
 def _act(policy: Policy, obs: dict, first: bool) -> dict:
     action = policy(obs, first)
-    arrays = {
-        "location": np.asarray(action["location"], dtype=np.float32),
-        "label": np.asarray(action["label"]).astype(np.int64),
-    }
+    arrays = {"location": np.asarray(action["location"], dtype=np.float32)}
+    if "point" in action:  # target="location": the answer is a point
+        arrays["point"] = np.asarray(action["point"], dtype=np.float32)
+    else:
+        arrays["label"] = np.asarray(action["label"]).astype(np.int64)
     if "stop" in action:
         arrays["stop"] = np.asarray(action["stop"]).astype(np.int64)
     return arrays
@@ -53,7 +58,7 @@ def _act(policy: Policy, obs: dict, first: bool) -> dict:
 def _single_policy(policy: Policy, obs: dict, first: bool) -> dict:
     """Call a batch policy on one observation; the action of that one env."""
     action = _act(policy, {k: np.asarray(v)[None] for k, v in obs.items()}, first)
-    return {k: v[0] if k == "location" else int(v[0]) for k, v in action.items()}
+    return {k: v[0] if v[0].shape else int(v[0]) for k, v in action.items()}
 
 
 def record_episodes(vec_env, policy: Policy, indices=None) -> list[np.ndarray]:

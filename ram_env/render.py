@@ -12,8 +12,8 @@ A frame (see :func:`draw_frame`) shows, top to bottom:
   gets a green (right) or red (wrong) border;
 - the glimpse as the agent sees it: each patch enlarged side by side, framed in its scale's colour;
 - the answer and the truth, green when right, red when wrong (``answer ?`` while the episode runs); K labels
-  are listed in reading order, and with ``target="location"`` the canvas shows the true centre (a white
-  cross) and, at the end, the answered point (a ring in the right/wrong colour).
+  are listed in reading order, and with ``target="location"`` the canvas shows the true centre (a
+  cross, :data:`CENTRE_COLOUR`) and, at the end, the answered point (a ring in the right/wrong colour).
 
 Everything draws on off-screen pygame surfaces, so drawing needs no display. The ``human`` window is
 :mod:`ram_env.window`; GIFs, videos and watching a policy play are :mod:`ram_env.recording`.
@@ -39,6 +39,7 @@ BACKGROUND = (24, 24, 28)
 TEXT_COLOUR = (230, 230, 230)
 MUTED_COLOUR = (140, 140, 150)
 CANVAS_BORDER = (70, 70, 80)
+CENTRE_COLOUR = (0, 230, 230)  # the true centre with target="location"
 
 TARGET_CANVAS = 300  # the canvas is scaled up by the largest integer factor that keeps it within this many pixels
 MARGIN = 10
@@ -167,12 +168,12 @@ def _draw_fixations(surface: pygame.Surface, layout: Layout, retina, history: np
 
 
 def _draw_points(surface: pygame.Surface, layout: Layout, centre, point, colour) -> None:
-    """``target="location"``: the true centre as a white cross and, once answered, the answer as a ring."""
+    """``target="location"``: the true centre as a cross and, once answered, the answer as a ring."""
     k = layout.scale
     cx, cy = layout.location_to_pixel(np.asarray(centre, dtype=np.float64))
     arm = max(4, k * 2)
-    pygame.draw.line(surface, TEXT_COLOUR, (cx - arm, cy), (cx + arm, cy), 2)
-    pygame.draw.line(surface, TEXT_COLOUR, (cx, cy - arm), (cx, cy + arm), 2)
+    pygame.draw.line(surface, CENTRE_COLOUR, (cx - arm, cy), (cx + arm, cy), 3)
+    pygame.draw.line(surface, CENTRE_COLOUR, (cx, cy - arm), (cx, cy + arm), 3)
     if point is not None:
         px, py = layout.location_to_pixel(np.asarray(point, dtype=np.float64))
         pygame.draw.circle(surface, colour, (px, py), max(5, k * 2), 3)
