@@ -29,7 +29,7 @@ from agents.cli import UsageError, flag, natural_int, positive_float, positive_i
 from agents.ram import RAMConfig
 from agents.training.config import TrainConfig
 from agents.training.scoring import error_with_interval
-from ram_env import TASKS, TaskConfig, task_id
+from ram_env import DRAM_TASKS, TASKS, TaskConfig, task_id
 from ram_env.task import ANSWERS
 
 PROG = "train_agent.py"
@@ -42,12 +42,15 @@ PRESETS = {
     "exp2": dict(data="MNIST", **TASKS["Translated{D}60"], std=0.25, **CONV_LSTM, n_epochs=100),
     "exp3": dict(data="MNIST", **TASKS["Cluttered{D}60"], std=0.25, **CONV_LSTM, n_epochs=240),
     "exp4": dict(data="MNIST", **TASKS["Cluttered{D}100"], std=0.25, **CONV_LSTM, n_epochs=160),
+    # DRAM's two MNIST experiments (Ba, Mnih and Kavukcuoglu, 2015): a pair's labels, and its sum
+    "pairs": dict(data="MNIST", **DRAM_TASKS["{D}Pairs100"], std=0.25, **CONV_LSTM, n_epochs=100),
+    "pairsum": dict(data="MNIST", **DRAM_TASKS["{D}PairSum100"], std=0.25, **CONV_LSTM, n_epochs=100),
 }
 # Literal names, so that parsing imports no SB3 or Ray; agents/sb3.py and agents/rllib.py hold what each one is.
 ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse", "rllib_ppo")
 TASK_KEYS = (
     *("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start"),
-    *("answer", "glimpse_cost"),
+    *("answer", "glimpse_cost", "n_objects", "digit_size", "target"),
 )
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
@@ -106,7 +109,9 @@ def n_envs_default() -> str:
 def parser() -> cli.Parser:
     p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     add = setting_adder(defaults())
-    p.add_argument("--preset", choices=sorted(PRESETS), help="one of the paper's experiments; other flags override it")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="one of the paper's experiments (or DRAM's); other flags override it"
+    )
     add(p, "algo", "learner", choices=ALGOS)
     add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
     add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
@@ -157,6 +162,9 @@ def add_task_flags(task, add) -> None:
     add(task, "start", "first glimpse location", choices=["random", "center"])
     add(task, "answer", "last_step: answer after --n-glimpses; any_step: a stop action answers early", choices=ANSWERS)
     add(task, "glimpse_cost", "subtracted from the reward per glimpse taken (needs --answer any_step)", type=cost)
+    add(task, "n_objects", "digits per canvas, without overlap; K labels in reading order", type=positive_int)
+    add(task, "digit_size", "digit side in px, or a range lo-hi drawn per digit", type=digit_size)
+    add(task, "target", "what the answer says", choices=["label", "sum", "location"])
 
 
 def add_agent_flags(agent, add) -> None:
@@ -187,6 +195,17 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "env_device", env_help)
 
 
+def digit_size(text: str) -> int | list[int]:
+    """An argparse type: a side (``28``) or a range (``14-42``); a range is a list, as config.json holds it."""
+    try:
+        parts = [int(v) for v in text.replace(",", "-").split("-")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1 or parts[0] > parts[-1]:
+        raise argparse.ArgumentTypeError(f"must be a side in px (28) or a range lo-hi (14-42), got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def cost(text: str) -> float:
     """An argparse type: a finite number >= 0."""
     try:
@@ -212,6 +231,8 @@ def task_of(s: dict) -> tuple[str, dict]:
     """The registered id matching the settings, and the task keywords (all given explicitly)."""
     size = s["translated_size"] if s["translated_size"] not in (None, 28) else None
     pattern = "{D}" if size is None else (f"Cluttered{{D}}{size}" if s["n_clutter"] else f"Translated{{D}}{size}")
+    if s["n_objects"] == 2 and size == 100 and not s["n_clutter"] and s["target"] in ("label", "sum"):
+        pattern = "{D}PairSum100" if s["target"] == "sum" else "{D}Pairs100"  # DRAM's MNIST experiments
     env_id = task_id(pattern, s["data"])
     if env_id not in gym.registry:  # an unusual canvas size: any id of the dataset, every keyword given
         env_id = task_id("{D}", s["data"])

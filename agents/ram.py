@@ -6,6 +6,11 @@ location, the classifier the class, and the baseline the expected reward. The lo
 baseline read ``h_t`` detached, so that neither the REINFORCE term nor the baseline's squared error
 moves the core: the core learns from the classification loss (hybrid rule), as in the reference implementation.
 
+Other answers (:mod:`ram_env.answers`): with K digits (``n_objects=K``) the classifier is K heads read out in
+sequence, as in the Deep Recurrent Attention Model (Ba, Mnih and Kavukcuoglu, 2015): head ``k`` reads ``h_t`` at
+step :func:`readout_steps` ``[k]`` (evenly spread, the last at the last step) while the core keeps running for the
+next digit; with ``target="location"`` a point head ``tanh(W h_T)`` answers where the digit is.
+
 On a task with early answers (``answer="any_step"``) the network also has a halting policy (``halting=True``):
 a Bernoulli "answer now" head on ``h_t`` and the classifier's confidence, detached like the location network,
 trained by REINFORCE alone.
@@ -40,6 +45,9 @@ class RAMConfig:
     )
     std: float = 0.15  # standard deviation of the Gaussian location policy
     halting: bool = False  # a stop head (the task's answer="any_step"); set from the env's action space
+    n_objects: int = 1  # classifier heads, read out in sequence (K labels); set from the env's action space
+    point: bool = False  # a point head (the task's target="location"); set from the env's action space
+    n_glimpses: int = 0  # the task's: where K heads read the core (readout_steps); set with n_objects > 1
 
     def __post_init__(self):
         self.glimpse_shape = tuple(self.glimpse_shape)
@@ -47,6 +55,8 @@ class RAMConfig:
             raise ValueError(f"core must be 'rnn' or 'lstm', got {self.core!r}")
         if self.glimpse_net not in ("mlp", "conv"):
             raise ValueError(f"glimpse_net must be 'mlp' or 'conv', got {self.glimpse_net!r}")
+        if self.n_objects > 1 and self.n_glimpses < self.n_objects:
+            raise ValueError(f"{self.n_objects} heads need at least as many glimpses, got n_glimpses={self.n_glimpses}")
         if not self.std > 0:
             raise ValueError(f"std must be positive, got {self.std}")
 
@@ -70,8 +80,10 @@ class RecurrentAttentionModel(nn.Module):
         else:
             self.core = nn.RNNCell(c.core_hidden, c.core_hidden, nonlinearity="relu")
         self.locator = nn.Linear(c.core_hidden, 2)
-        self.classifier = nn.Linear(c.core_hidden, c.n_classes)
+        self.classifier = nn.Linear(c.core_hidden, c.n_objects * c.n_classes)  # K heads side by side
         self.baseliner = nn.Linear(c.core_hidden, 1)
+        if c.point:  # made after the paper's layers: a one-label network draws the same initial weights
+            self.pointer = nn.Linear(c.core_hidden, 2)
         if c.halting:  # made last and only when asked: a fixed-budget network draws the same initial weights
             self.stopper = nn.Linear(c.core_hidden + 2, 1)
             nn.init.constant_(self.stopper.bias, float(np.log(STOP_PROBABILITY / (1 - STOP_PROBABILITY))))
@@ -105,9 +117,53 @@ class RecurrentAttentionModel(nn.Module):
     def baseline(self, h: torch.Tensor) -> torch.Tensor:
         return self.baseliner(h.detach()).squeeze(-1)
 
-    def classify(self, h: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(B, n_classes)``."""
-        return self.classifier(h)
+    def classify(self, h: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Class logits ``(B, n_classes)``; with several heads, head ``k``'s (None: all, ``(B, K, n_classes)``)."""
+        if self.config.n_objects == 1:
+            return self.classifier(h)
+        logits = self.classifier(h).view(len(h), self.config.n_objects, self.config.n_classes)
+        return logits if k is None else logits[:, k]
+
+    def point(self, h: torch.Tensor) -> torch.Tensor:
+        """Where the digit is: a location ``(B, 2)`` in [-1, 1] (needs ``point``)."""
+        return torch.tanh(self.pointer(h))
+
+
+def readout_steps(n_glimpses: int, n_objects: int) -> list[int]:
+    """The step (0-based) at which each of K heads reads the core: ``ceil((k + 1) * T / K) - 1``, the last at ``T - 1``.
+
+    Evenly spread, so each digit gets about ``T / K`` glimpses before its label is read, as DRAM emits one label
+    after each of its fixed number of glimpses per object.
+    """
+    return [-(-(k + 1) * n_glimpses // n_objects) - 1 for k in range(n_objects)]
+
+
+class Readout:
+    """The answer a fixed-budget network builds over an episode: each head's logits where it reads the core.
+
+    :meth:`step` takes step ``t``'s ``h``; :attr:`logits` is then ``(B, n_classes)`` (one head) or
+    ``(B, K, n_classes)`` (K heads: heads not read yet show this step's), or the point ``(B, 2)``.
+    """
+
+    def __init__(self, model: "RecurrentAttentionModel"):
+        self.model, self.steps = model, readout_steps(model.config.n_glimpses, model.config.n_objects)
+        self.logits = None
+
+    def step(self, t: int, h: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if model.config.point:
+            self.logits = model.point(h)
+        elif model.config.n_objects == 1 or self.logits is None:
+            self.logits = model.classify(h)
+        else:
+            now = model.classify(h)
+            keep = torch.tensor([t > s for s in self.steps], device=h.device)[None, :, None]
+            self.logits = torch.where(keep, self.logits, now)
+        return self.logits
+
+    def answer(self) -> torch.Tensor:
+        """The action's answer: the labels (arg-max of each head) or the point."""
+        return self.logits if self.model.config.point else self.logits.argmax(-1)
 
 
 class StackScales(nn.Module):

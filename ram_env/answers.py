@@ -255,6 +255,7 @@ class Location:
             "correct": inside,
             "distance": distance,
             "label": self.xp.copy(extra["classes"][:, 0]),
+            "half": self.xp.copy(extra["half"]),
         }
 
     def info_one(self, answer, truth, extra) -> dict:
@@ -264,6 +265,7 @@ class Location:
             "correct": inside,
             "distance": (1.0 - reward) * FAR,
             "label": int(extra["classes"][0]),
+            "half": extra["half"],
         }
 
     def text(self, answer, truth) -> str:

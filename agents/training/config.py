@@ -105,18 +105,72 @@ def env_array(envs, x: torch.Tensor):
 
 def check_fits(model: RecurrentAttentionModel, envs: gym.vector.VectorEnv) -> None:
     """The network reads the env's glimpses and answers its classes (a checkpoint scored on another task's env)."""
-    space = envs.single_action_space["label"]
-    n_classes = int(space.n) if isinstance(space, gym.spaces.Discrete) else None  # one label per episode
-    if n_classes is not None and model.config.n_classes != n_classes:
+    answer, c = answer_shape(envs.single_action_space), model.config
+    one_label = (c.n_objects, c.point, answer.n_objects, answer.point) == (1, False, 1, False)
+    if one_label and c.n_classes != answer.n_classes:
         raise ValueError(
-            f"the network answers {model.config.n_classes} classes but the task's action space has {n_classes} "
+            f"the network answers {c.n_classes} classes but the task's action space has {answer.n_classes} "
             "labels: score it on the task it was trained on"
         )
+    if (c.n_classes, c.n_objects, c.point) != (answer.n_classes, answer.n_objects, answer.point):
+        said = "a point" if c.point else f"{c.n_objects} label(s) of {c.n_classes} classes"
+        asked = "a point" if answer.point else f"{answer.n_objects} label(s) of {answer.n_classes} classes"
+        raise ValueError(f"the network answers {said} but the task asks for {asked}: score it on its own task")
 
 
 def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAttentionModel:
     """A fresh network shaped by the env's spaces."""
     shape = envs.single_observation_space["glimpse"].shape
-    n_classes = int(envs.single_action_space["label"].n)
-    halting = "stop" in envs.single_action_space.spaces  # the task's answer="any_step"
-    return RecurrentAttentionModel(RAMConfig(glimpse_shape=shape, n_classes=n_classes, halting=halting, **config.model))
+    space = envs.single_action_space
+    halting = "stop" in space.spaces  # the task's answer="any_step"
+    answer = answer_shape(space)
+    if halting and (answer.n_objects > 1 or answer.point):
+        raise ValueError(
+            "early answers (answer='any_step') are for one label: the RAM agent has no stop head for K labels or "
+            "a point; use answer='last_step'"
+        )
+    if answer.point and config.classifier_loss != "hybrid":
+        raise ValueError(
+            "target='location' trains the point head on the true centre (the hybrid rule): use classifier_loss='hybrid'"
+        )
+    n_glimpses = envs.unwrapped.config.n_glimpses if answer.n_objects > 1 else 0
+    return RecurrentAttentionModel(
+        RAMConfig(
+            glimpse_shape=shape,
+            n_classes=answer.n_classes,
+            halting=halting,
+            n_objects=answer.n_objects,
+            point=answer.point,
+            n_glimpses=n_glimpses,
+            **config.model,
+        )
+    )
+
+
+@dataclass
+class AnswerShape:
+    """What the final action says, read from the env's action space (ram_env.answers): classes, heads, a point."""
+
+    n_classes: int
+    n_objects: int = 1
+    point: bool = False
+
+    @property
+    def key(self) -> str:
+        return "point" if self.point else "label"
+
+    def empty(self, n: int, device) -> torch.Tensor:
+        """The answer part of an action that does not answer (every step but the last)."""
+        if self.point:
+            return torch.zeros(n, 2, device=device)
+        return torch.zeros((n, self.n_objects) if self.n_objects > 1 else n, dtype=torch.int64, device=device)
+
+
+def answer_shape(space) -> AnswerShape:
+    """One label (``Discrete``), K labels (``MultiDiscrete``) or a point (``point``) in a Dict action space."""
+    if "point" in space.spaces:
+        return AnswerShape(n_classes=1, point=True)
+    label = space["label"]
+    if hasattr(label, "nvec"):
+        return AnswerShape(n_classes=int(label.nvec[0]), n_objects=len(label.nvec))
+    return AnswerShape(n_classes=int(label.n))

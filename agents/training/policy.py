@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.ram import RecurrentAttentionModel, to_tensor
+from agents.ram import Readout, RecurrentAttentionModel, to_tensor
 
 
 class BatchPolicy:
@@ -34,6 +34,8 @@ class BatchPolicy:
         self.model, self.device, self.sample, self.generator = model.eval(), device, sample, generator
         self.tensors = tensors  # actions as tensors on ``device`` (for the torch backend), else numpy arrays
         self.state = None
+        self.readout: Readout | None = None  # several heads or a point: what each head answered so far
+        self.t = 0
 
     def __call__(self, obs: dict[str, np.ndarray], first: bool) -> dict[str, np.ndarray]:
         return self.act(obs, first)[0]
@@ -42,7 +44,8 @@ class BatchPolicy:
     def act(
         self, obs: dict[str, np.ndarray], first: bool, repeats: int = 1
     ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
-        """The action and the class logits ``(N, n_classes)`` of this step.
+        """The action and the class logits ``(N, n_classes)`` of this step (K heads: ``(N, K, n_classes)``, each
+        head's where it read the core; a point head: the point ``(N, 2)``).
 
         ``repeats > 1`` (with ``first``): the observations come in blocks of ``repeats`` identical rows, such as the
         rollouts of one fixed episode; the network reads each block once, and only the sampled locations differ."""
@@ -52,14 +55,23 @@ class BatchPolicy:
             h, state = self.model(glimpse, location, self.model.initial_state(len(glimpse), self.device))
             h = h.repeat_interleave(repeats, 0)
             self.state = tuple(s.repeat_interleave(repeats, 0) for s in state) if isinstance(state, tuple) else h
+            self.t, self.readout = 0, None
         else:
             h, self.state = self.model(glimpse, location, self.state)
+            self.t += 1
         policy = self.model.location_policy(h)
         loc = policy.mean
         if self.sample:
             loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
-        logits = self.model.classify(h)
-        action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
+        config = self.model.config
+        if config.n_objects == 1 and not config.point:  # the paper's network: one head, read every step
+            logits = self.model.classify(h)
+            action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
+        else:
+            if self.readout is None:
+                self.readout = Readout(self.model)
+            logits = self.readout.step(self.t, h)
+            action = {"location": loc.clamp(-1, 1), "point" if config.point else "label": self.readout.answer()}
         if self.model.config.halting:
             action["stop"] = (self.model.stop_policy(h).probs > 0.5).long()
         return (action if self.tensors else {k: v.cpu().numpy() for k, v in action.items()}), logits

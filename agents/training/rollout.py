@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Categorical
 
 from agents import distributed
-from agents.ram import RecurrentAttentionModel, to_tensor
-from agents.training.config import TrainConfig, env_array
+from agents.ram import Readout, RecurrentAttentionModel, to_tensor
+from agents.training.config import AnswerShape, TrainConfig, env_array
 
 
 def rollout_loss(
@@ -41,27 +41,31 @@ def rollout_loss(
     obs, _ = envs.reset(options={"indices": indices})
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = net.initial_state(n, device)
-    no_label = env_array(envs, torch.zeros(n, dtype=torch.int64, device=device))
+    kind = AnswerShape(net.config.n_classes, net.config.n_objects, net.config.point)
+    readout = Readout(net) if kind.n_objects > 1 or kind.point else None  # K heads in sequence, or a point
+    no_label = env_array(envs, kind.empty(n, device))
     log_pis, baselines = [], []
     for t in range(n_glimpses):
         h, state = (model if t == 0 else net)(*to_tensor(obs, device), state)
         baselines.append(net.baseline(h))
+        if readout is not None:
+            readout.step(t, h)
         if t < n_glimpses - 1:
             policy = net.location_policy(h)
             location = sample_locations(policy, device)
             log_pis.append(policy.log_prob(location).sum(-1))
             # The log-probability is of the unclipped sample; the env only accepts [-1, 1].
-            action = {"location": env_array(envs, location.clamp(-1, 1)), "label": no_label}
+            action = {"location": env_array(envs, location.clamp(-1, 1)), kind.key: no_label}
         else:
-            logits = net.classify(h)
-            if config.classifier_loss == "hybrid":
-                label = logits.argmax(-1)
+            logits = net.classify(h) if readout is None else readout.logits
+            if config.classifier_loss == "hybrid" or kind.point:
+                label = logits.argmax(-1) if not kind.point else logits.detach().clamp(-1, 1)
             else:
                 answer = Categorical(logits=logits)
                 label = sample_labels(answer, device)
-                log_pis.append(answer.log_prob(label))
+                log_pis.append(answer.log_prob(label).view(n, -1).sum(-1))
                 label_entropy = answer.entropy().mean()
-            action = {"location": env_array(envs, torch.zeros(n, 2, device=device)), "label": env_array(envs, label)}
+            action = {"location": env_array(envs, torch.zeros(n, 2, device=device)), kind.key: env_array(envs, label)}
         obs, reward, terminated, _, info = envs.step(action)
     assert terminated.all(), "every episode ends after n_glimpses steps"
     reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
@@ -71,8 +75,12 @@ def rollout_loss(
         "reinforce": -(torch.stack(log_pis) * advantage[: len(log_pis)]).sum(0).mean(),
         "baseline": F.mse_loss(baselines, reward.expand_as(baselines)),
     }
-    if config.classifier_loss == "hybrid":
-        losses["action"] = F.cross_entropy(logits, torch.as_tensor(info["label"], device=device))
+    if kind.point:  # the supervised part: the squared distance to the true centre
+        centre = torch.as_tensor(info["centre"], device=device)
+        losses["action"] = F.mse_loss(logits, centre, reduction="none").sum(-1).mean()
+    elif config.classifier_loss == "hybrid":  # K heads: the mean cross-entropy of every head against its digit
+        target = torch.as_tensor(info["label"], device=device)
+        losses["action"] = F.cross_entropy(logits.reshape(-1, kind.n_classes), target.reshape(-1))
     elif config.label_entropy:
         losses["label_entropy"] = -config.label_entropy * label_entropy
     return losses, reward.mean().item(), float(n_glimpses)

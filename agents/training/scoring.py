@@ -71,6 +71,8 @@ def score(
         raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
     if per_step and model.config.halting:
         raise ValueError("per-step scores are for a fixed-budget agent; a halting agent answers when it stops")
+    if per_step and (model.config.n_objects > 1 or model.config.point):
+        raise ValueError("per-step scores are for one label; K heads read the core at their own steps")
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
     tensors = envs.unwrapped.device is not None  # the torch backend: actions stay on the device
     sample = rollouts > 1 if sample is None else sample
@@ -110,7 +112,7 @@ def play_chunk(policy: BatchPolicy, envs, obs, repeats: int, per_step: bool):
     labels and glimpses of those episodes (host arrays), and (``per_step``) the logits of every step."""
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     alive = np.ones(n, dtype=bool)  # still in the episode the reset started
-    labels, glimpses, answers, step_logits = np.zeros(n, np.int64), np.zeros(n, np.int64), None, []
+    labels, glimpses, answers, step_logits = None, np.zeros(n, np.int64), None, []
     for t in range(n_glimpses):
         action, logits = policy.act(obs, first=t == 0, repeats=repeats if t == 0 else 1)
         obs, _, terminated, _, info = envs.step(action)
@@ -118,8 +120,10 @@ def play_chunk(policy: BatchPolicy, envs, obs, repeats: int, per_step: bool):
             step_logits.append(logits)
         ended = host(terminated) & alive
         if ended.any():
-            labels[ended], glimpses[ended] = host(info["label"])[ended], host(info["glimpses"])[ended]
-            at = torch.as_tensor(ended, device=logits.device)[:, None]
+            truth = true_answers(info)
+            labels = np.zeros_like(truth) if labels is None else labels
+            labels[ended], glimpses[ended] = truth[ended], host(info["glimpses"])[ended]
+            at = torch.as_tensor(ended, device=logits.device).view(-1, *[1] * (logits.dim() - 1))
             answers = torch.where(at, logits, logits if answers is None else answers)
         alive &= ~ended
         if not alive.any() and not policy.sample:  # sampling plays every step: a fixed number of draws a chunk
@@ -132,10 +136,27 @@ def host(x) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def true_answers(info: dict) -> np.ndarray:
+    """The truth of each env's answer, host: labels ``(N,)`` or ``(N, K)`` int, or (``target="location"``) the centre
+    and half the digit's side ``(N, 3)`` float."""
+    if "centre" in info:
+        return np.concatenate([host(info["centre"]), host(info["half"])[:, None]], -1).astype(np.float64)
+    return host(info["label"])
+
+
 def is_right(logits: torch.Tensor, labels: np.ndarray, rollouts: int) -> np.ndarray:
-    """Whether the class probabilities of each block of ``rollouts`` rows, averaged, pick the block's label."""
-    probs = logits.softmax(-1).view(-1, rollouts, logits.shape[-1]).mean(1)
-    return (probs.argmax(-1).cpu().numpy() == labels[::rollouts]).copy()
+    """Whether the class probabilities of each block of ``rollouts`` rows, averaged, pick the block's label.
+
+    K heads (``logits`` ``(N, K, n)``): every head's averaged probabilities pick its digit (a sequence is right
+    only whole). A point (``labels`` the float centre and half side): the block's mean point lies in the box.
+    """
+    truth = labels[::rollouts]
+    if labels.dtype.kind == "f":
+        point = logits.view(-1, rollouts, 2).mean(1).cpu().numpy()
+        return (np.abs(point - truth[:, :2]) <= truth[:, 2:]).all(-1)
+    probs = logits.softmax(-1).view(-1, rollouts, *logits.shape[1:]).mean(1)
+    right = probs.argmax(-1).cpu().numpy() == truth
+    return (right.all(-1) if right.ndim > 1 else right).copy()
 
 
 def repeats_rows(v, r: int) -> bool:
