@@ -3,6 +3,7 @@
     python evaluate.py runs/MNIST-v0-ram-seed1                        # test error of best.pt, with a 95% interval
     python evaluate.py runs/MNIST-v0-ram-seed1/last.pt --split val --test-rollouts 10
     python evaluate.py runs/MNIST-v0-ram-seed1 --per-step               # the error after 1, 2, ... glimpses
+    python evaluate.py results/exp2 --digit-size 14,20,28,36,42       # the error at other digit sizes
     python evaluate.py runs/MNIST-v0-ram-seed1 --render human         # watch test episodes in a window
     python evaluate.py runs/MNIST-v0-ram-seed1 --gif episodes.gif     # a 5x5 grid of test episodes
     python evaluate.py runs/MNIST-v0-ram-seed1 --video videos/        # MP4s (needs: pip install -e '.[video]')
@@ -19,6 +20,7 @@ after each glimpse.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,8 @@ def parser() -> cli.Parser:
     flag(p, "threads", "CPU threads for torch (default: one per core; pass 1 on a busy machine)", type=positive_int)
     flag(p, "seed", "random seed of the sampled locations (default 0)", type=natural_int)
     flag(p, "per_step", "also score the answer after each glimpse (a fixed-budget RAM agent)", action="store_true")
+    size_help = "score a RAM agent with digits of these sides instead of its task's (14,20,28,36,42): a line each"
+    flag(p, "digit_size", size_help, type=sides)
     show = p.add_argument_group("watch or record episodes (instead of scoring)")
     one = show.add_mutually_exclusive_group()
     one.add_argument("--render", choices=["human"], help="play episodes in a pygame window")
@@ -75,18 +79,29 @@ def parser() -> cli.Parser:
     return p
 
 
+def sides(text: str) -> list[int]:
+    """An argparse type: digit sides in px, comma-separated."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be digit sides in px, comma-separated (14,28,42), got {text!r}")
+    return values
+
+
 def check_flags(args, sb3: bool) -> None:
     """A flag that would be silently ignored is named instead."""
     watching = args.render or args.gif or args.video
-    keys = ("test_rollouts", "limit", "seed", "per_step", "device", "episodes")
+    keys = ("test_rollouts", "limit", "seed", "per_step", "device", "episodes", "digit_size")
     given = [k for k in keys if getattr(args, k) is not None and getattr(args, k) is not False]  # --seed 0 counts
     for key in given:
         name = "--" + key.replace("_", "-")
-        if watching and key in ("test_rollouts", "limit", "seed", "per_step"):
+        if watching and key in ("test_rollouts", "limit", "seed", "per_step", "digit_size"):
             raise UsageError(f"{name} applies to scoring; --render, --gif and --video show --episodes episodes")
         if not watching and key == "episodes":
             raise UsageError(f"{name} applies to --render, --gif and --video; to score fewer images use --limit")
-        if sb3 and key in ("test_rollouts", "seed", "per_step", "device"):
+        if sb3 and key in ("test_rollouts", "seed", "per_step", "device", "digit_size"):
             raise UsageError(
                 f"{name} applies to RAM agent checkpoints; an SB3 or RLlib run plays one deterministic episode"
             )
@@ -154,16 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.render or args.gif or args.video:
             print(show(args, sb3))
             return 0
-        lines = run_scores.score_run(
-            args.checkpoint,
-            args.split,
-            args.data_dir,
-            args.limit,
-            args.test_rollouts,
-            args.seed or 0,
-            args.per_step,
-            args.device or DEVICE,
-        )
+        lines = []
+        for size in args.digit_size or [None]:
+            lines += run_scores.score_run(
+                args.checkpoint,
+                args.split,
+                args.data_dir,
+                args.limit,
+                args.test_rollouts,
+                args.seed or 0,
+                args.per_step,
+                args.device or DEVICE,
+                size,
+            )
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -64,16 +64,18 @@ def score_run(
     seed: int = 0,
     per_step: bool = False,
     device: str = "cpu",
+    digit_size: int | None = None,
 ) -> list[tuple[str, np.ndarray | None]]:
     """What was scored and the lines that report it: ``(description, correct flags)`` per protocol, then the
-    glimpses used or the per-step errors as ``(line, None)``."""
+    glimpses used or the per-step errors as ``(line, None)``. ``digit_size``: score a RAM agent on its task with
+    digits of that side instead (the same fixed episodes otherwise: a size-generalisation study)."""
     if is_sb3(checkpoint):
         correct, config = library(checkpoint).evaluate(checkpoint, split, data_dir, limit=limit)
         return [(f"{config['algo']} on {config.get('env', {}).get('dataset', '?')}", correct)]
-    return score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step, device)
+    return score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step, device, digit_size)
 
 
-def score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step, device):
+def score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step, device, digit_size=None):
     """:func:`score_run` of a RAM agent's checkpoint (or run folder)."""
     from agents.training.config import resolve_device, resolve_env_device
     from agents.training.run_state import load_model
@@ -89,6 +91,10 @@ def score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step,
     common = dict(limit=limit, seed=seed, progress=True)
     common["env_device"] = resolve_env_device(config, device)  # on a GPU the episodes live there too
     what = f"RAM agent on {config.env_id}"
+    if digit_size is not None:
+        config.env_kwargs = {**config.env_kwargs, "digit_size": digit_size}
+        TaskConfig.from_kwargs({**gym.spec(config.env_id).kwargs, **config.env_kwargs})  # a size that fits, or why
+        what += f" with {digit_size} px digits"
     averaged = evaluate_split(model, config, split, rollouts, device, per_step=per_step, **common)
     sampled = evaluate_split(model, config, split, 1, device, sample=True, **common)
     lines = [
