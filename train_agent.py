@@ -48,9 +48,10 @@ PRESETS = {
 }
 # Literal names, so that parsing imports no SB3 or Ray; agents/sb3.py and agents/rllib.py hold what each one is.
 ALGOS = ("ram", "ppo", "a2c", "recurrent_ppo", "ppo_glimpse", "a2c_glimpse", "recurrent_ppo_glimpse", "rllib_ppo")
+ANSWER_KEYS = ("n_objects", "digit_size", "target")
 TASK_KEYS = (
     *("translated_size", "n_clutter", "clutter_size", "n_glimpses", "patch_size", "n_patches", "scale", "start"),
-    *("answer", "glimpse_cost", "n_objects", "digit_size", "target"),
+    *("answer", "glimpse_cost", *ANSWER_KEYS),
 )
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
@@ -236,7 +237,9 @@ def task_of(s: dict) -> tuple[str, dict]:
     env_id = task_id(pattern, s["data"])
     if env_id not in gym.registry:  # an unusual canvas size: any id of the dataset, every keyword given
         env_id = task_id("{D}", s["data"])
-    return env_id, {k: s[k] if k != "translated_size" else size for k in TASK_KEYS}
+    task = {k: s[k] if k != "translated_size" else size for k in TASK_KEYS}
+    plain = TaskConfig()  # the answer keys only where asked: a one-label run's config reads as it always did
+    return env_id, {k: v for k, v in task.items() if k not in ANSWER_KEYS or v != getattr(plain, k)}
 
 
 def settings(args, base: dict) -> dict:

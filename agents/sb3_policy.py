@@ -14,6 +14,7 @@ import numpy as np
 
 from ram_env import TaskConfig
 from ram_env.wrappers import GlimpseHistory, LastScores, flatten_native_obs, to_native_action
+from ram_env.wrappers.actions import Answer
 
 BatchPolicy = Callable[[dict[str, np.ndarray], bool], dict[str, np.ndarray]]
 
@@ -36,6 +37,7 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
     """
     task = TaskConfig.from_kwargs({k: v for k, v in env_kwargs.items() if k != "render_mode"})
     n_glimpses, stop = task.n_glimpses, task.answer == "any_step"
+    answer = task_answer(task, model.action_space, stop)
     space = model.observation_space
     state: dict[str, Any] = {"history": None, "lstm": None, "last": None}
 
@@ -61,9 +63,20 @@ def policy_of(model, algo: str, env_kwargs: dict[str, Any]) -> BatchPolicy:
         else:
             action, _ = model.predict(seen, deterministic=True)
         state["last"].record(action)
-        return to_native_action(action, model.action_space, stop)
+        return to_native_action(action, model.action_space, stop, answer)
 
     return policy
+
+
+def task_answer(task: TaskConfig, action_space: gym.Space, stop: bool) -> Answer | None:
+    """The answer part of a box action on ``task`` (K label blocks or a point); None for one label or a lattice."""
+    if not isinstance(action_space, gym.spaces.Box):
+        return None
+    if task.target == "location":
+        return Answer(0, 1, True)
+    if task.target == "label" and task.n_objects > 1:
+        return Answer((action_space.shape[0] - 2 - int(stop)) // task.n_objects, task.n_objects)
+    return None
 
 
 def scores_seen(space: gym.Space, seen) -> int:

@@ -26,6 +26,7 @@ from ram_env.wrappers import (
     flatten_native_obs,
     history_space,
     last_scores_space,
+    native_answer,
     task_labels,
     to_native_action,
 )
@@ -41,6 +42,14 @@ def check_options(action: str, reward: str) -> None:
         raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
     if reward == "graded" and action != "box":
         raise ValueError("the graded reward reads class scores: it needs action='box', not 'discrete'")
+
+
+def truth_of(info: dict, i: int) -> dict[str, Any]:
+    """Env ``i``'s truth in an SB3 info: its label(s) (an int, or K ints), or the digit's centre."""
+    if "centre" in info:
+        return {"centre": np.asarray(info["centre"][i]).copy(), "label": int(info["label"][i])}
+    label = np.asarray(info["label"][i])
+    return {"label": int(label) if label.ndim == 0 else label.copy()}
 
 
 class GlimpseSB3VecEnv(VecEnv):
@@ -101,7 +110,13 @@ class GlimpseSB3VecEnv(VecEnv):
         self.stop = venv.config.answer == "any_step"
         self.n_glimpses = int(venv.config.n_glimpses)
         glimpse_shape = venv.single_observation_space["glimpse"].shape
-        n_classes = int(venv.single_action_space["label"].n)
+        self.answer = native_answer(venv.single_action_space)  # one label, K label blocks, or a point
+        n_classes = self.answer.n_classes
+        if (self.answer.blocks > 1 or self.answer.point) and (action != "box" or reward == "graded" or scores):
+            raise ValueError(
+                "a task answering K labels or a point takes the box action with the binary reward and no scores "
+                "(the graded reward, the scores and the discrete action are for one label)"
+            )
         self.history = GlimpseHistory(self.n_glimpses, glimpse_shape, venv.num_envs) if history else None
         self.graded = (
             GradedReward(task_labels(venv.config), venv.num_envs, **(reward_options or {}))
@@ -118,7 +133,7 @@ class GlimpseSB3VecEnv(VecEnv):
         if scores:
             observation_space = last_scores_space(observation_space, n_classes)
         action_space = (
-            flat_action_space(n_classes, self.stop)
+            flat_action_space(n_classes, self.stop, self.answer)
             if action == "box"
             else discrete_action_space(grid, n_classes, self.stop)
         )
@@ -152,7 +167,7 @@ class GlimpseSB3VecEnv(VecEnv):
 
     def step_wait(self):
         native, rewards, terminated, truncated, info = self.venv.step(
-            to_native_action(self._actions, self.action_space, self.stop)
+            to_native_action(self._actions, self.action_space, self.stop, self.answer)
         )
         dones = terminated | truncated
         if self.graded is not None:
@@ -173,7 +188,7 @@ class GlimpseSB3VecEnv(VecEnv):
         for i in np.flatnonzero(dones):
             infos[i] = {
                 "correct": bool(info["correct"][i]),
-                "label": int(info["label"][i]),
+                **truth_of(info, i),
                 "glimpses": int(info["glimpses"][i]),
                 "terminal_observation": {k: v[i] for k, v in final.items()} if isinstance(final, dict) else final[i],
                 "TimeLimit.truncated": False,

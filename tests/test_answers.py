@@ -249,3 +249,45 @@ def test_bad_answers_are_refused_in_one_line(data_dir, kwargs, key, value, match
     vec.reset(seed=0)
     with pytest.raises(ValueError, match=rf"action\['{key}'\]"):
         vec.step({"location": np.zeros((2, 2), np.float32), key: np.stack([value, value])})
+
+
+# ------------------------------------------------------------------------------ wrappers (SB3's flat action)
+@pytest.mark.parametrize(
+    "kwargs, size, key",
+    [
+        (PAIRS, 2 + 20, "label"),
+        (dict(PAIRS, n_objects=3), 2 + 30, "label"),
+        (dict(SIZES, target="location"), 4, "point"),
+    ],
+)
+def test_flat_action_holds_k_label_blocks_or_a_point(data_dir, kwargs, size, key):
+    from ram_env.wrappers import FlatActionWrapper
+
+    env = FlatActionWrapper(GlimpseEnv(data_dir=data_dir, **kwargs))
+    assert env.action_space.shape == (size,)
+    flat = np.zeros((5, size), np.float32)
+    if key == "label":
+        k = (size - 2) // 10
+        flat[:, 2:] = -1
+        for j in range(k):
+            flat[:, 2 + 10 * j + (j + 3)] = 1  # block j's arg-max is j + 3
+        native = env.to_native(flat)
+        assert native["label"].shape == (5, k) and native["label"][0].tolist() == [j + 3 for j in range(k)]
+    else:
+        flat[:, 2:] = [0.25, -0.5]
+        native = env.to_native(flat)
+        assert np.array_equal(native["point"], np.tile([0.25, -0.5], (5, 1)))
+    assert np.array_equal(env.from_native(native), flat)  # reversible
+    env.reset(seed=0)
+    for _ in range(env.unwrapped.config.n_glimpses):
+        _, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert terminated and 0 <= reward <= 1 and "correct" in info
+
+
+def test_one_label_wrappers_refuse_other_answers_in_one_line(data_dir):
+    from ram_env.wrappers import DiscreteActionWrapper, FlatActionWrapper, GradedRewardWrapper
+
+    with pytest.raises(ValueError, match="DiscreteActionWrapper is for one label per episode; this env answers 2"):
+        DiscreteActionWrapper(GlimpseEnv(data_dir=data_dir, **PAIRS))
+    with pytest.raises(ValueError, match="GradedRewardWrapper is for one label per episode; this env answers a point"):
+        GradedRewardWrapper(FlatActionWrapper(GlimpseEnv(data_dir=data_dir, target="location", **SIZES)))

@@ -49,7 +49,9 @@ from ram_env.wrappers.actions import (
     discrete_action_space,
     flat_action_space,
     from_native_action,
+    native_answer,
     native_spaces,
+    one_label,
     to_native_action,
 )
 from ram_env.wrappers.graded_reward import (
@@ -66,6 +68,8 @@ from ram_env.wrappers.last_scores import LastScores, LastScoresWrapper, last_sco
 __all__ = [
     "FlatActionWrapper",
     "native_spaces",
+    "native_answer",
+    "one_label",
     "DiscreteActionWrapper",
     "GlimpseHistoryWrapper",
     "GlimpseHistory",

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 
 from ram_env import datasets
-from ram_env.wrappers.actions import flat_action_space, native_spaces
+from ram_env.wrappers.actions import flat_action_space, native_spaces, one_label
 
 REWARDS = ("binary", "graded")  # the paper's 0/1 reward (default), the opt-in graded one
 
@@ -126,6 +126,7 @@ class GradedRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, scale: float = 3.0, shaping: bool = True, gamma: float = 1.0):
         gym.utils.RecordConstructorArgs.__init__(self, scale=scale, shaping=shaping, gamma=gamma)
         gym.Wrapper.__init__(self, env)
+        one_label(env.unwrapped, "GradedRewardWrapper")
         _, n_classes, _, _ = native_spaces(env.unwrapped)
         check_graded_answer(env.unwrapped.config.answer)
         if env.action_space != flat_action_space(n_classes):

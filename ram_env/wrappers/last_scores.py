@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ram_env.wrappers.actions import flat_action_space, native_spaces
+from ram_env.wrappers.actions import flat_action_space, native_spaces, one_label
 
 
 class LastScores:
@@ -67,6 +67,7 @@ class LastScoresWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
+        one_label(env.unwrapped, "LastScoresWrapper")
         _, n_classes, _, stop = native_spaces(env.unwrapped)
         if env.action_space != flat_action_space(n_classes, stop):
             raise ValueError(
