@@ -27,7 +27,7 @@ import torch
 from agents import cli
 from agents.cli import UsageError, flag, natural_int, positive_float, positive_int
 from agents.ram import RAMConfig
-from agents.training.config import TrainConfig
+from agents.training.config import PRECISIONS, TrainConfig
 from agents.training.scoring import error_with_interval
 from ram_env import DRAM_TASKS, TASKS, TaskConfig, task_id
 from ram_env.task import ANSWERS
@@ -56,7 +56,7 @@ TASK_KEYS = (
 MODEL_KEYS = ("glimpse_hidden", "location_hidden", "core_hidden", "core", "glimpse_net", "std")
 TRAIN_KEYS = (
     *("batch_size", "lr", "lr_schedule", "n_epochs", "patience", "train_rollouts", "test_rollouts", "val_rollouts"),
-    *("classifier_loss", "stop_entropy", "label_entropy", "max_minutes", "train_images", "env_device"),
+    *("classifier_loss", "stop_entropy", "label_entropy", "max_minutes", "train_images", "env_device", "precision"),
 )
 SB3_KEYS = ("total_timesteps", "n_envs", "reward", "eval_every")  # RLlib's PPO takes them too
 RLLIB_KEYS = ("num_env_runners",)
@@ -194,6 +194,8 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
     add(agent, "env_device", env_help)
+    precision_help = "the training step's arithmetic: bf16 autocasts matmuls and convolutions (scoring stays fp32)"
+    add(agent, "precision", precision_help, choices=list(PRECISIONS))
 
 
 def digit_size(text: str) -> int | list[int]:

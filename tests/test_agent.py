@@ -194,17 +194,19 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 
 @pytest.mark.parametrize(
-    "device, env_device",
+    "device, env_device, precision",
     [
-        ("cpu", "numpy"),
-        ("cpu", "cpu"),
-        pytest.param("cuda", "numpy", marks=GPU),
-        pytest.param("cuda", "auto", marks=GPU),
+        ("cpu", "numpy", "fp32"),
+        ("cpu", "cpu", "fp32"),
+        ("cpu", "numpy", "bf16"),
+        pytest.param("cuda", "numpy", "fp32", marks=GPU),
+        pytest.param("cuda", "auto", "fp32", marks=GPU),
+        pytest.param("cuda", "auto", "bf16", marks=GPU),
     ],
 )
-def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device):
+def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device, precision):
     # env_device "cpu": episodes from the torch backend, whose generator last.pt must keep too.
-    config = small_config(data_dir, n_epochs=2, device=device, env_device=env_device)
+    config = small_config(data_dir, n_epochs=2, device=device, env_device=env_device, precision=precision)
     loop.train(config, tmp_path / "straight")
     # The same run, stopped after its first epoch (a zero time budget) and resumed.
     loop.train(replace(config, max_minutes=1e-9), tmp_path / "stopped")

@@ -1,10 +1,12 @@
 """The torch backend of GlimpseVectorEnv (``device=...``), pinned to the numpy backend.
 
-On CPU here (``device="cpu"``); the same tests hold on any torch device. Val/test episodes, glimpses, rewards
+On CPU here (``device="cpu"``); the same tests hold on any torch device: ``RAM_TEST_DEVICE=cuda:0`` runs them on a
+GPU (``bench/gpu_check.sh``). Val/test episodes, glimpses, rewards
 and infos equal the numpy backend's; train episodes are reproducible under a seed; bad input is refused with
 the numpy backend's messages; Gymnasium's vector-env expectations hold.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from ram_env.backend import NUMPY, get_backend
 from ram_env.canvas import CanvasSpec, draw, sample_layout
 from ram_env.sensor import Retina, integral_image
 
-DEVICE = "cpu"
+DEVICE = os.environ.get("RAM_TEST_DEVICE", "cpu")
 TORCH = get_backend(DEVICE)
 TASKS = ["RAM/MNIST-v0", "RAM/TranslatedMNIST60-v0", "RAM/ClutteredMNIST60-v0", "RAM/ClutteredMNIST100-v0"]
 SMALL = dict(translated_size=60, n_clutter=4, clutter_size=8, n_glimpses=4, patch_size=12, n_patches=3, scale=2)
@@ -32,7 +34,7 @@ def make_pair(id_, num_envs, **kwargs):
 
 
 def as_numpy(tree):
-    return {k: v.numpy() for k, v in tree.items()} if isinstance(tree, dict) else tree.numpy()
+    return {k: v.cpu().numpy() for k, v in tree.items()} if isinstance(tree, dict) else tree.cpu().numpy()
 
 
 def assert_same_step(numpy_out, torch_out, what):
@@ -40,14 +42,14 @@ def assert_same_step(numpy_out, torch_out, what):
     (obs_n, *rest_n, info_n), (obs_t, *rest_t, info_t) = numpy_out, torch_out
     for key in ("glimpse", "location"):
         assert isinstance(obs_t[key], torch.Tensor) and obs_t[key].device == torch.device(DEVICE)
-        np.testing.assert_allclose(obs_t[key].numpy(), obs_n[key], rtol=0, atol=1e-5, err_msg=f"{what} {key}")
+        np.testing.assert_allclose(obs_t[key].cpu().numpy(), obs_n[key], rtol=0, atol=1e-5, err_msg=f"{what} {key}")
     for n, t in zip(rest_n, rest_t):  # rewards, terminated, truncated
         assert isinstance(t, torch.Tensor) and t.device == torch.device(DEVICE)
-        assert t.numpy().dtype == n.dtype and np.array_equal(t.numpy(), n), what
+        assert t.cpu().numpy().dtype == n.dtype and np.array_equal(t.cpu().numpy(), n), what
     assert info_t.keys() == info_n.keys(), what
     for key in info_n:
         assert isinstance(info_t[key], torch.Tensor), (what, key)
-        assert np.array_equal(info_t[key].numpy(), info_n[key]), (what, key)
+        assert np.array_equal(info_t[key].cpu().numpy(), info_n[key]), (what, key)
 
 
 # ------------------------------------------------------------------------------ the arithmetic, both backends
@@ -59,9 +61,9 @@ def test_canvases_tables_and_glimpses_match_numpy_on_random_layouts():
     layout.offset[:2] = [[0, 0], [32, 32]]  # the digit in both far corners
     canvases = draw(spec, images, layout)
     drawn = draw(spec, TORCH.asarray(images), layout.to(TORCH), xp=TORCH)
-    assert drawn.dtype == torch.uint8 and np.array_equal(drawn.numpy(), canvases)
+    assert drawn.dtype == torch.uint8 and np.array_equal(drawn.cpu().numpy(), canvases)
     tables = integral_image(canvases)
-    assert np.array_equal(integral_image(drawn, xp=TORCH).numpy(), tables)
+    assert np.array_equal(integral_image(drawn, xp=TORCH).cpu().numpy(), tables)
     locations = rng.uniform(-1.3, 1.3, (50, 2)).astype(np.float32)  # some outside the canvas: zero padding
     locations[:4] = [[-1, -1], [1, 1], [0, 0], [-1, 1]]
     rows = rng.integers(0, 50, 50)
@@ -70,8 +72,8 @@ def test_canvases_tables_and_glimpses_match_numpy_on_random_layouts():
         expect = numpy_retina(tables, locations, rows)
         got = torch_retina(TORCH.asarray(tables), TORCH.asarray(locations), rows)
         assert got.dtype == torch.float32
-        np.testing.assert_allclose(got.numpy(), expect, rtol=0, atol=1e-5)
-        assert np.array_equal(torch_retina.top_left(locations).numpy(), numpy_retina.top_left(locations))
+        np.testing.assert_allclose(got.cpu().numpy(), expect, rtol=0, atol=1e-5)
+        assert np.array_equal(torch_retina.top_left(locations).cpu().numpy(), numpy_retina.top_left(locations))
 
 
 # ------------------------------------------------------------------------------ Gymnasium's expectations
@@ -137,7 +139,7 @@ def test_val_and_test_episodes_equal_the_numpy_backends(data_dir, id_):
         numpy_out = numpy_env.reset(seed=0, options={"indices": indices})
         torch_out = torch_env.reset(seed=1, options={"indices": torch.as_tensor(indices)})
         assert_same_step((*numpy_out[:1], numpy_out[1]), (*torch_out[:1], torch_out[1]), f"{split} reset")
-        assert np.array_equal(torch_env.unwrapped.task.canvases.numpy(), numpy_env.unwrapped.task.canvases)
+        assert np.array_equal(torch_env.unwrapped.task.canvases.cpu().numpy(), numpy_env.unwrapped.task.canvases)
         n_glimpses = numpy_env.unwrapped.config.n_glimpses
         for t in range(n_glimpses):
             location = rng.uniform(-1, 1, (150, 2)).astype(np.float32)
@@ -170,11 +172,11 @@ def test_masked_resets_equal_the_numpy_backends(data_dir):
         torch_env.step(action),
     )
     assert terminated_n.tolist() == terminated_t.tolist() == mask.tolist()
-    assert np.array_equal(rewards_t.numpy(), rewards_n) and np.array_equal(
+    assert np.array_equal(rewards_t.cpu().numpy(), rewards_n) and np.array_equal(
         obs_t["glimpse"][mask], obs_n["glimpse"][mask]
     )
     assert np.array_equal(info_t["label"][mask], info_n["label"][mask])
-    assert np.array_equal(info_t["correct"].numpy(), info_n["correct"])
+    assert np.array_equal(info_t["correct"].cpu().numpy(), info_n["correct"])
 
 
 # ------------------------------------------------------------------------------ bad input: numpy's messages

@@ -16,6 +16,8 @@ import ram_env  # noqa: F401  (registers the RAM/ ids)
 from agents import distributed
 from agents.ram import RAMConfig, RecurrentAttentionModel
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -51,10 +53,15 @@ class TrainConfig:
     eval_batch: int = 1000
     train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
     tensorboard: bool = True  # also write TensorBoard events to the run folder
+    # the training step's arithmetic: "fp32", or "bf16" (autocast: matmuls and convolutions in bfloat16, the rest
+    # and the weights in float32; scoring stays fp32). About 1.5x faster on a CPU with AVX512-BF16 (bench/bench_step.py)
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.classifier_loss not in ("hybrid", "reinforce"):
             raise ValueError(f"classifier_loss must be 'hybrid' or 'reinforce', got {self.classifier_loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         for name in (
@@ -82,6 +89,11 @@ def resolve_env_device(config: TrainConfig, device: torch.device) -> torch.devic
     if config.env_device == "numpy" or (config.env_device == "auto" and device.type != "cuda"):
         return None
     return device if config.env_device == "auto" else distributed.device(config.env_device)
+
+
+def autocast(config: TrainConfig, device) -> torch.autocast:
+    """The training step's precision (``config.precision``) as an autocast context on ``device``."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def make_envs(config: TrainConfig, split: str, num_envs: int, device: torch.device | None = None):

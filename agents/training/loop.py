@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from agents import distributed
 from agents.ram import RecurrentAttentionModel
-from agents.training.config import TrainConfig, make_envs, make_model, resolve_device, resolve_env_device
+from agents.training.config import TrainConfig, autocast, make_envs, make_model, resolve_device, resolve_env_device
 from agents.training.policy import write_gif
 from agents.training.report import print_main, report_epoch
 from agents.training.rollout import rollout_loss
@@ -47,7 +47,8 @@ def update(
     Under torchrun ``images`` are this rank's slice and ``model`` the DistributedDataParallel wrapper, whose
     backward averages the gradients of all ranks: the step is the one a single process takes on the whole batch.
     """
-    terms, reward, glimpses = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
+    with autocast(config, device):  # the backward pass runs in the dtypes the forward chose
+        terms, reward, glimpses = rollout_loss(model, envs, np.repeat(images, config.train_rollouts), config, device)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

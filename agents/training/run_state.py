@@ -139,6 +139,7 @@ def trajectory(config: dict) -> dict:
     resume, and ``n_epochs`` may grow: see :func:`stretch_schedule`)."""
     model = {**asdict(RAMConfig()), **config["model"]}  # a run saved before a network option existed had its default
     env = {"answer": "last_step", "glimpse_cost": 0.0, **config["env_kwargs"]}  # so had one saved before these
+    config = {"precision": "fp32", **config}  # and one saved before the step's precision was a setting
     free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "env_device", "tensorboard")
     return {**{k: v for k, v in config.items() if k not in free}, "model": model, "env_kwargs": env}
 
