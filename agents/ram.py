@@ -101,7 +101,7 @@ class RecurrentAttentionModel(nn.Module):
 
     def location_policy(self, h: torch.Tensor) -> Normal:
         """Gaussian over the next location, its mean in [-1, 1]."""
-        return Normal(torch.tanh(self.locator(h.detach())), self.config.std, validate_args=False)
+        return Normal(torch.tanh(float32_head(self.locator, h.detach())), self.config.std, validate_args=False)
 
     def stop_policy(self, h: torch.Tensor) -> Bernoulli:
         """Bernoulli over "answer now" (1) or "look again" (0); needs ``halting``.
@@ -110,23 +110,26 @@ class RecurrentAttentionModel(nn.Module):
         read-out of ``h_t`` alone cannot form that confidence, which is what deciding to answer turns on.
         """
         with torch.no_grad():  # the stop head's losses must not move the classifier
-            logp = self.classifier(h).log_softmax(-1)
+            logp = float32_head(self.classifier, h).log_softmax(-1)
             sure = torch.cat([logp.max(-1, keepdim=True).values, -(logp.exp() * logp).sum(-1, keepdim=True)], -1)
-        return Bernoulli(logits=self.stopper(torch.cat([h.detach(), sure], -1)).squeeze(-1), validate_args=False)
+        return Bernoulli(
+            logits=float32_head(self.stopper, torch.cat([h.detach().float(), sure], -1)).squeeze(-1),
+            validate_args=False,
+        )
 
     def baseline(self, h: torch.Tensor) -> torch.Tensor:
-        return self.baseliner(h.detach()).squeeze(-1)
+        return float32_head(self.baseliner, h.detach()).squeeze(-1)
 
     def classify(self, h: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Class logits ``(B, n_classes)``; with several heads, head ``k``'s (None: all, ``(B, K, n_classes)``)."""
         if self.config.n_objects == 1:
-            return self.classifier(h)
-        logits = self.classifier(h).view(len(h), self.config.n_objects, self.config.n_classes)
+            return float32_head(self.classifier, h)
+        logits = float32_head(self.classifier, h).view(len(h), self.config.n_objects, self.config.n_classes)
         return logits if k is None else logits[:, k]
 
     def point(self, h: torch.Tensor) -> torch.Tensor:
         """Where the digit is: a location ``(B, 2)`` in [-1, 1] (needs ``point``)."""
-        return torch.tanh(self.pointer(h))
+        return torch.tanh(float32_head(self.pointer, h))
 
 
 def readout_steps(n_glimpses: int, n_objects: int) -> list[int]:
@@ -164,6 +167,14 @@ class Readout:
     def answer(self) -> torch.Tensor:
         """The action's answer: the labels (arg-max of each head) or the point."""
         return self.logits if self.model.config.point else self.logits.argmax(-1)
+
+
+def float32_head(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """``layer(h)`` in float32, also under a bf16 autocast (``--precision bf16``): the heads cost nothing next to the
+    glimpse network and the core, and their outputs (class logits, location means, the baseline) are what the losses
+    and the sampled actions read, so they keep full precision. Without autocast this is ``layer(h)``."""
+    with torch.autocast(h.device.type, enabled=False):
+        return layer(h.float())
 
 
 class StackScales(nn.Module):

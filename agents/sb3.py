@@ -301,18 +301,31 @@ def train(
     _check_positive(total_timesteps=total_timesteps, n_envs=n_envs, eval_episodes=eval_episodes)
     run_dir = Path(run_dir)
     env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
+    settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
+    settings.update(reward=reward, reward_options=reward_options)
+    settings.update(hyperparameters=hyperparameters, total_timesteps=total_timesteps, n_envs=n_envs)
+    config = _run_config(run_dir, algo, env_kwargs, settings, resume, max_minutes)
+    return _learn(config, algo, env_kwargs, run_dir, device, resume, tensorboard, verbose, progress_bar)
+
+
+def _run_config(run_dir: Path, algo: str, env_kwargs: dict, settings: dict, resume: bool, max_minutes) -> dict:
+    """The run's config, a new run's from ``settings`` (train()'s arguments) or the resumed run's with its budget
+    and envs from them, written to ``config.json``."""
+    total_timesteps, n_envs = settings["total_timesteps"], settings["n_envs"]
     if resume:
         config = _resumed_config(run_dir, algo, env_kwargs)
     else:
-        settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
-        settings.update(reward=reward, reward_options=reward_options)
-        settings.update(hyperparameters=hyperparameters, total_timesteps=total_timesteps, n_envs=n_envs)
         config = _new_config(run_dir, algo, env_kwargs, settings)
         run_dir.mkdir(parents=True, exist_ok=True)
     # a resumed run may change these three
     config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs), max_minutes=max_minutes)
     _write_json(run_dir / "config.json", config)
+    return config
 
+
+def _learn(config, algo, env_kwargs, run_dir: Path, device, resume, tensorboard, verbose, progress_bar) -> dict:
+    """Build the envs, the model and the callback of a run whose ``config.json`` is written, and train it."""
+    total_timesteps, n_envs = int(config["total_timesteps"]), int(config["n_envs"])
     action, grid = config.get("action", "box"), int(config.get("grid", 7))
     rewards = dict(reward=config.get("reward", "binary"), reward_options=config.get("reward_options"))
     scores = bool(config["hyperparameters"].get("observe_scores"))
@@ -325,7 +338,7 @@ def train(
     if config["hyperparameters"].get("lr_schedule") == "linear":
         model.lr_schedule = LinearToBudget(float(config["hyperparameters"]["learning_rate"]), callback.budget_left)
     t0 = time.perf_counter()
-    remaining = int(total_timesteps) - model.num_timesteps
+    remaining = total_timesteps - model.num_timesteps
     if remaining > 0 and callback.elapsed < callback.budget:  # a resumed run may have spent its budget
         model.learn(
             remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar, tb_log_name="sb3"

@@ -160,8 +160,9 @@ def test_preset_alone_trains_the_shipped_row_that_beats_its_target(experiment):
         assert int(read_metrics(row)["epoch"][-1]) == shipped["n_epochs"]
         shipped["max_minutes"] = None
     assert {k: config[k] for k in shipped} == shipped
-    # settings added since, which a fixed-glimpse hybrid run does not read
-    assert set(config) - set(shipped) <= {"label_entropy", "stop_entropy"}
+    # settings added since, which a fixed-glimpse hybrid run does not read, or whose default is what the row ran
+    assert set(config) - set(shipped) <= {"label_entropy", "stop_entropy", "precision"}
+    assert config["precision"] == "fp32"
 
 
 def test_presets_take_flags_over_them():

@@ -105,25 +105,30 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         improved = val_error < run.best_val_error
         if improved:
             run.best_val_error, run.best_epoch = val_error, run.epoch
-        row = dict(
-            epoch=run.epoch,
-            env_steps=run.env_steps,
-            train_loss=loss,
-            train_accuracy=100 * accuracy,
-            val_error=val_error,
-            lr=scheduler.get_last_lr()[0],
-            samples_per_second=episodes / train_seconds,
-            epoch_seconds=seconds,
-            elapsed_seconds=run.elapsed_seconds,
-            glimpses=glimpses if model.config.halting else None,
-        )
         save_checkpoints(run_dir, config, model, optimizer, scheduler, rng, envs, device, run, improved)
-        report_epoch(log, row, improved)
+        speed = dict(samples_per_second=episodes / train_seconds, epoch_seconds=seconds)
+        lr, taken = scheduler.get_last_lr()[0], glimpses if model.config.halting else None
+        report_epoch(log, metrics_row(run, loss, accuracy, val_error, lr, taken, **speed), improved)
     for closable in (envs, val_envs, log):
         if closable is not None:
             closable.close()
     distributed.barrier()  # rank 0's checkpoints are on disk before any rank goes on to read them
     return {"epochs": run.epoch, **{k: v for k, v in asdict(run).items() if k != "epoch"}}
+
+
+def metrics_row(run: Progress, loss: float, accuracy: float, val_error: float, lr: float, glimpses, **speed) -> dict:
+    """An epoch's row of ``metrics.csv`` (``glimpses``: a halting agent's mean, else None)."""
+    return dict(
+        epoch=run.epoch,
+        env_steps=run.env_steps,
+        train_loss=loss,
+        train_accuracy=100 * accuracy,
+        val_error=val_error,
+        lr=lr,
+        **speed,
+        elapsed_seconds=run.elapsed_seconds,
+        glimpses=glimpses,
+    )
 
 
 def train_epoch(net, optimizer, scheduler, envs, batches: np.ndarray, config: TrainConfig, device, done: int):

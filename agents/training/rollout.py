@@ -113,11 +113,8 @@ def halting_rollout_loss(
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = net.initial_state(n, device)
     alive = torch.ones(n, dtype=torch.bool, device=device)  # still in the episode the batch started
-    reward, correct, label = (
-        torch.zeros(n, device=device),
-        torch.zeros(n, device=device),
-        torch.zeros_like(alive).long(),
-    )
+    reward, correct = torch.zeros(2, n, device=device)  # replaced (not written in place) as episodes end
+    label = torch.zeros_like(alive).long()
     masks, log_pis, baselines, logits_t, entropies, label_entropies = [], [], [], [], [], []
     for t in range(n_glimpses):
         h, state = (model if t == 0 else net)(*to_tensor(obs, device), state)  # see rollout_loss

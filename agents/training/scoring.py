@@ -65,14 +65,9 @@ def score(
     returns the whole array; a rank skips the noise of the chunks it does not play, so the scores never
     depend on the number of ranks.
     """
+    check_scoring(model, envs, rollouts, per_step)
     n_images = envs.unwrapped.n_images if limit is None else min(limit, envs.unwrapped.n_images)
     chunk = envs.num_envs // rollouts
-    if chunk < 1 or envs.num_envs % rollouts:
-        raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
-    if per_step and model.config.halting:
-        raise ValueError("per-step scores are for a fixed-budget agent; a halting agent answers when it stops")
-    if per_step and (model.config.n_objects > 1 or model.config.point):
-        raise ValueError("per-step scores are for one label; K heads read the core at their own steps")
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
     tensors = envs.unwrapped.device is not None  # the torch backend: actions stay on the device
     sample = rollouts > 1 if sample is None else sample
@@ -105,6 +100,16 @@ def score(
         correct, steps = distributed.sum_arrays(correct) > 0, distributed.sum_arrays(steps) > 0
         glimpses = distributed.sum_arrays(glimpses).astype(np.int64)
     return Scores(correct, glimpses, steps if per_step else None)
+
+
+def check_scoring(model: RecurrentAttentionModel, envs, rollouts: int, per_step: bool) -> None:
+    """Refuse, in one line, a :func:`score` that cannot be played as asked."""
+    if envs.num_envs < rollouts or envs.num_envs % rollouts:
+        raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
+    if per_step and model.config.halting:
+        raise ValueError("per-step scores are for a fixed-budget agent; a halting agent answers when it stops")
+    if per_step and (model.config.n_objects > 1 or model.config.point):
+        raise ValueError("per-step scores are for one label; K heads read the core at their own steps")
 
 
 def play_chunk(policy: BatchPolicy, envs, obs, repeats: int, per_step: bool):
