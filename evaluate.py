@@ -33,7 +33,7 @@ from agents import cli, run_scores
 from agents.checkpoint import CheckpointError
 from agents.cli import UsageError, flag, natural_int, positive_int
 from agents.training.scoring import error_with_interval
-from ram_env import DatasetError, datasets
+from ram_env import DatasetError, TaskConfig, sources
 
 PROG = "evaluate.py"
 EPISODES = 25  # episodes watched or recorded when --episodes is not given
@@ -135,7 +135,7 @@ def show(args, sb3: bool) -> str:
 
     kwargs, policy = load_agent(args, sb3)
     indices = np.arange(args.episodes or EPISODES)
-    n_images = len(datasets.load(kwargs["dataset"], args.split, kwargs.get("data_dir"))[1])
+    n_images = len(sources.of_config(TaskConfig.from_kwargs(kwargs)))
     if len(indices) > n_images:
         raise UsageError(f"--episodes {len(indices)}: the {args.split} split has {n_images} images")
     if args.gif:

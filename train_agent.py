@@ -29,7 +29,7 @@ from agents.cli import UsageError, flag, natural_int, positive_float, positive_i
 from agents.ram import RAMConfig
 from agents.training.config import PRECISIONS, TrainConfig
 from agents.training.scoring import error_with_interval
-from ram_env import DRAM_TASKS, TASKS, TaskConfig, task_id
+from ram_env import DRAM_TASKS, TASKS, TaskConfig, sources, task_id
 from ram_env.task import ANSWERS
 
 PROG = "train_agent.py"
@@ -60,7 +60,10 @@ TRAIN_KEYS = (
 )
 SB3_KEYS = ("total_timesteps", "n_envs", "reward", "eval_every")  # RLlib's PPO takes them too
 RLLIB_KEYS = ("num_env_runners",)
-SETTINGS = ("algo", "data", *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, *RLLIB_KEYS, "seed")
+GLIMPSE_KEYS = ("n_glimpses", "patch_size", "n_patches", "scale")  # on other data than the digits: None, what suits
+# Where the images come from besides --data: in the task's keywords only when given (older runs' read as they did).
+SOURCE_KEYS = ("image_folder", "resize")
+SETTINGS = ("algo", "data", *SOURCE_KEYS, *TASK_KEYS, *MODEL_KEYS, *TRAIN_KEYS, *SB3_KEYS, *RLLIB_KEYS, "seed")
 # Settings a resumed run may change; every other one shapes the run and must stay what it was.
 MAY_CHANGE_ON_RESUME = (
     *("n_epochs", "patience", "val_rollouts", "max_minutes", "env_device", "total_timesteps", "n_envs"),
@@ -90,7 +93,7 @@ def defaults() -> dict:
     return {
         "algo": "ram",
         "data": task.dataset,
-        **{k: getattr(task, k) for k in TASK_KEYS},
+        **{k: getattr(task, k) for k in (*SOURCE_KEYS, *TASK_KEYS)},
         **{k: getattr(model, k) for k in MODEL_KEYS},
         **{k: getattr(train, k) for k in (*TRAIN_KEYS, "seed")},
         "total_timesteps": SB3_TIMESTEPS,
@@ -128,7 +131,7 @@ def parser() -> cli.Parser:
     flag(rllib, "ray_address", ray_help)
     run = p.add_argument_group("run")
     add(run, "seed", "random seed", type=natural_int)
-    flag(run, "data_dir", "folder holding <data>/raw/ (default $RAM_DATA_DIR, else ./data)")
+    flag(run, "data_dir", "folder holding the --data set in torchvision's layout (default $RAM_DATA_DIR, else ./data)")
     flag(run, "device", f"auto (CUDA if present), cpu, cuda, cuda:1, ... (default {TrainConfig.device})")
     flag(
         run, "threads", "CPU threads for torch (default 1: never slow on a busy machine)", type=positive_int, default=1
@@ -152,8 +155,11 @@ def setting_adder(d: dict):
 
 
 def add_task_flags(task, add) -> None:
-    add(task, "data", "dataset", choices=["MNIST", "FashionMNIST", "KMNIST"])
-    add(task, "translated_size", "canvas side, e.g. 60 or 100", "none: the plain 28x28 digit", type=positive_int)
+    add(task, "data", "dataset, in torchvision's layout under --data-dir", choices=sources.NAMED)
+    folder_help = "a folder of images per class (torchvision's ImageFolder layout) instead of --data"
+    add(task, "image_folder", folder_help, "none")
+    add(task, "resize", "every image to this side (images of several sizes need it)", "none", type=positive_int)
+    add(task, "translated_size", "canvas side, e.g. 60 or 100", "none: the image itself", type=positive_int)
     add(task, "n_clutter", "clutter pieces per image", type=natural_int)
     add(task, "clutter_size", "side of a clutter piece", type=positive_int)
     add(task, "n_glimpses", "glimpses per episode", type=positive_int)
@@ -227,11 +233,21 @@ def check_task(s: dict) -> None:
             f"--glimpse-cost {s['glimpse_cost']} needs --answer any_step (with last_step every episode takes "
             "--n-glimpses glimpses, so a cost would only shift every reward)"
         )
-    TaskConfig(dataset=s["data"], **task_of(s)[1])
+    TaskConfig.from_kwargs({"dataset": s["data"], **task_of(s)[1]})
+
+
+def digits(s: dict) -> bool:
+    """Whether the settings are one of the digit sets (their named tasks), not images from anywhere."""
+    return s["data"] in sources.MNIST_FAMILY and not s.get("image_folder") and not s.get("resize")
 
 
 def task_of(s: dict) -> tuple[str, dict]:
     """The registered id matching the settings, and the task keywords (all given explicitly)."""
+    plain = TaskConfig()  # the answer keys only where asked: a one-label run's config reads as it always did
+    if not digits(s):  # RAM/Images-v0: the source among the keywords; glimpse settings left None suit the canvas
+        source = {k: s[k] for k in SOURCE_KEYS if s.get(k) is not None}
+        task = {k: s[k] for k in TASK_KEYS if k not in ANSWER_KEYS or s[k] != getattr(plain, k)}
+        return "RAM/Images-v0", {**({} if s.get("image_folder") else {"dataset": s["data"]}), **source, **task}
     size = s["translated_size"] if s["translated_size"] not in (None, 28) else None
     pattern = "{D}" if size is None else (f"Cluttered{{D}}{size}" if s["n_clutter"] else f"Translated{{D}}{size}")
     if s["n_objects"] == 2 and size == 100 and not s["n_clutter"] and s["target"] in ("label", "sum"):
@@ -240,14 +256,16 @@ def task_of(s: dict) -> tuple[str, dict]:
     if env_id not in gym.registry:  # an unusual canvas size: any id of the dataset, every keyword given
         env_id = task_id("{D}", s["data"])
     task = {k: s[k] if k != "translated_size" else size for k in TASK_KEYS}
-    plain = TaskConfig()  # the answer keys only where asked: a one-label run's config reads as it always did
     return env_id, {k: v for k, v in task.items() if k not in ANSWER_KEYS or v != getattr(plain, k)}
 
 
 def settings(args, base: dict) -> dict:
     """``base`` (the defaults, or a resumed run's settings), then the preset, then every flag given."""
     given = {k: v for k, v in vars(args).items() if k in SETTINGS}
-    return {**base, **PRESETS.get(args.preset, {}), **given}
+    s = {**base, **PRESETS.get(args.preset, {}), **given}
+    if not digits(s) and "files" not in base:  # a new run on other data: settings that suit it
+        s |= {k: None for k in GLIMPSE_KEYS if k not in given and k not in PRESETS.get(args.preset, {})}
+    return s
 
 
 def saved_settings(out: Path) -> dict | None:
@@ -265,13 +283,17 @@ def saved_settings(out: Path) -> dict | None:
     if sb3:
         env = config.get("env", {})
         task = {k: env.get(k, s[k]) for k in TASK_KEYS}
-        return {**s, **task, "algo": config.get("algo"), "data": env.get("dataset", s["data"])} | {
+        source = {k: env.get(k) for k in SOURCE_KEYS}
+        return {**s, **task, **source, "algo": config.get("algo"), "data": env.get("dataset", s["data"])} | {
             k: config[k] for k in (*SB3_KEYS, *RLLIB_KEYS, "max_minutes", "seed") if config.get(k) is not None
         }
     spec = gym.spec(config["env_id"]).kwargs if config.get("env_id") in gym.registry else {}
     task = {k: config.get("env_kwargs", {}).get(k, spec.get(k, s[k])) for k in TASK_KEYS}
     learning = {k: config[k] for k in (*TRAIN_KEYS, "seed") if k in config}
-    return {**s, **task, **config.get("model", {}), **learning, "data": spec.get("dataset", s["data"])}
+    env = config.get("env_kwargs", {})
+    data = env.get("dataset", spec.get("dataset", s["data"])) or s["data"]
+    source = {k: env.get(k) for k in SOURCE_KEYS}
+    return {**s, **task, **source, **config.get("model", {}), **learning, "data": data}
 
 
 def plan(args) -> tuple[dict, Path, bool]:
@@ -279,7 +301,8 @@ def plan(args) -> tuple[dict, Path, bool]:
     s = settings(args, defaults())
     if not args.resume:
         check_settings(args, s)  # a wrong flag is named before the run folder is looked at
-    out = args.out or Path("runs") / f"{task_of(s)[0].split('/')[1]}-{s['algo']}-seed{s['seed']}"
+    name = task_of(s)[0].split("/")[1] if digits(s) else Path(s["image_folder"] or s["data"]).name
+    out = args.out or Path("runs") / f"{name}-{s['algo']}-seed{s['seed']}"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; name a folder for the run")
     saved = saved_settings(out)
@@ -370,7 +393,7 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
     """Train an SB3 algorithm into ``out``; then score best.zip on test."""
     from agents import sb3
 
-    task = dict(dataset=s["data"], data_dir=args.data_dir, **task_of(s)[1])
+    task = {"dataset": s["data"], "data_dir": args.data_dir, **task_of(s)[1]}
     print(f"training {s['algo']} on {task} -> {out}", flush=True)
     device = args.device or TrainConfig.device
     summary = sb3.train(
@@ -399,7 +422,7 @@ def train_rllib(args, s: dict, out: Path, resume: bool) -> None:
         raise UsageError(f"--device {args.device}: rllib_ppo's learner runs on the CPU; drop --device")
     from agents import rllib
 
-    task = dict(dataset=s["data"], data_dir=args.data_dir, **task_of(s)[1])
+    task = {"dataset": s["data"], "data_dir": args.data_dir, **task_of(s)[1]}
     print(f"training {s['algo']} on {task} -> {out}", flush=True)
     summary = rllib.train(
         task,

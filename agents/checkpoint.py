@@ -127,6 +127,8 @@ def check_task(path: Path, config: dict, model_config: dict) -> None:
                 f"{path} was saved with {key} {value!r} in its run config but {model_config[key]!r} in its network"
             )
     shape = tuple(model_config.get("glimpse_shape", ()))
+    if None in (task.n_patches, task.patch_size):  # settings that suit the data: known once it is read (check_fits)
+        return
     if shape[:1] + shape[2:] != (task.n_patches, task.patch_size, task.patch_size):
         raise CheckpointError(
             f"{path} holds a network for glimpses of shape {shape}, but its task {env_id} "

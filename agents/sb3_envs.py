@@ -9,6 +9,7 @@ import gymnasium as gym
 import ram_env
 from agents.sb3_algos import base_algo, check_algo, sees_glimpse_history
 from agents.sb3_vec_env import GlimpseSB3VecEnv, check_options
+from ram_env import sources
 from ram_env.wrappers import (
     DiscreteActionWrapper,
     FlatActionWrapper,
@@ -28,8 +29,12 @@ def task_kwargs(env_kwargs: dict[str, Any], split: str, data_dir: str | None = N
 
 
 def task_env_id(env_kwargs: dict[str, Any]) -> str:
-    """A registered id of the task's dataset; ``env_kwargs`` override every default of its spec."""
-    return ram_env.task_id("{D}", env_kwargs.get("dataset", "MNIST"))
+    """A registered id of the task's dataset (``RAM/Images-v0`` for other data); ``env_kwargs`` override every
+    default of its spec."""
+    dataset = env_kwargs.get("dataset", "MNIST")
+    if dataset not in sources.MNIST_FAMILY or env_kwargs.get("image_folder") or env_kwargs.get("resize"):
+        return "RAM/Images-v0"
+    return ram_env.task_id("{D}", dataset)
 
 
 def make_env(

@@ -258,9 +258,10 @@ def _read(path: Path):
         raise DatasetError(f"cannot read image {path} ({' '.join(str(e).split())}); fix or remove it") from None
 
 
-@functools.lru_cache(maxsize=8)
 def from_folder(root, split: str = "train", resize=None) -> ImageData:
-    """An :class:`ImageData` of one split of a folder in torchvision's ImageFolder layout (see the module)."""
+    """An :class:`ImageData` of one split of a folder in torchvision's ImageFolder layout (see the module).
+
+    The decoded images are kept per process (at most :data:`FOLDER_CACHE` splits) while no file changes."""
     root = Path(root).expanduser().resolve()
     resize = _as_side_pair(resize)
     pool_dir = root / "train" if (root / "train").is_dir() else root
@@ -276,8 +277,18 @@ def from_folder(root, split: str = "train", resize=None) -> ImageData:
         raise DatasetError(f"{root} has train/ but no {split}/ folder; put the {split} images there")
     if not files:
         raise DatasetError(f"{root} holds too few images for a {split} split (every tenth image is carved off)")
-    planes, labels = _stack([(_read(p), k, str(p)) for p, k in files], resize)
-    return ImageData(planes, np.asarray(labels, np.int64), len(classes), f"folder:{root}")
+    stats = tuple((str(p), k, p.stat().st_mtime_ns, p.stat().st_size) for p, k in files)
+    return _decode(stats, resize, len(classes), f"folder:{root}")
+
+
+FOLDER_CACHE = 8
+
+
+@functools.lru_cache(maxsize=FOLDER_CACHE)
+def _decode(files: tuple, resize, n_classes: int, name: str) -> ImageData:
+    """The images of ``files`` (path, class, mtime, size), decoded; cached by those, so a changed file is read anew."""
+    planes, labels = _stack([(_read(Path(p)), k, p) for p, k, *_ in files], resize)
+    return ImageData(planes, np.asarray(labels, np.int64), n_classes, name)
 
 
 # ------------------------------------------------------------------------------------------- named sets
@@ -421,7 +432,7 @@ def load(
             raise ValueError("images= needs labels= (or a dataset object whose items are (image, label) pairs)")
         return from_arrays(images, labels, n_classes, resize)
     if image_folder is not None:
-        data = from_folder(str(image_folder), split, _as_side_pair(resize))
+        data = from_folder(image_folder, split, resize)
     else:
         data = named(dataset, split, data_dir)
         if resize is not None and data.shape[1:] != _as_side_pair(resize):

@@ -231,6 +231,16 @@ class GlimpseVectorEnv(VectorEnv):
             **task.frame_truth(i, answer),
         }
 
+    @property
+    def data_name(self) -> str:
+        """What the images are: a set (``"CIFAR10"``), ``"folder:<path>"``, ``"arrays"`` or ``"dataset:<class>"``."""
+        return self.task.data.name
+
+    @property
+    def data_fingerprint(self) -> str:
+        """A fingerprint of this split's images and labels (16 hex digits): the val/test episodes are keyed by it."""
+        return self.task.data.fingerprint
+
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")

@@ -56,6 +56,8 @@ class TrainConfig:
     # the training step's arithmetic: "fp32", or "bf16" (autocast: matmuls and convolutions in bfloat16, the rest
     # and the weights in float32; scoring stays fp32). About 1.5x faster on a CPU with AVX512-BF16 (bench/bench_step.py)
     precision: str = "fp32"
+    # the data it was trained on: {"name": ..., "train"/"val"/"test": fingerprint}; filled in when training starts
+    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.classifier_loss not in ("hybrid", "reinforce"):
@@ -108,6 +110,34 @@ def make_envs(config: TrainConfig, split: str, num_envs: int, device: torch.devi
         **({} if device is None else {"device": device}),
         **config.env_kwargs,
     )
+
+
+def data_record(config: TrainConfig, envs, val_envs) -> dict[str, str]:
+    """What the run trains and is scored on: the data's name and each split's fingerprint (see :func:`check_data`)."""
+    test = make_envs(config, "test", 1)
+    record = {
+        "name": envs.unwrapped.data_name,
+        **{s: e.unwrapped.data_fingerprint for s, e in zip(SPLITS, (envs, val_envs, test))},
+    }
+    test.close()
+    return record
+
+
+SPLITS = ("train", "val", "test")
+
+
+def check_data(config: TrainConfig, envs, split: str) -> None:
+    """The env's split holds the data the run was trained on (runs saved before the record are not checked)."""
+    from agents.checkpoint import CheckpointError
+
+    expected = config.data.get(split)
+    found = envs.unwrapped.data_fingerprint if expected else None
+    if expected and found != expected:
+        raise CheckpointError(
+            f"this run was trained on {config.data.get('name')} ({split} fingerprint {expected}), but the {split} "
+            f"data here is {envs.unwrapped.data_name} (fingerprint {found}); point --data-dir at the data it was "
+            "trained on"
+        )
 
 
 def env_array(envs, x: torch.Tensor):

@@ -20,7 +20,15 @@ from tqdm import tqdm
 
 from agents import distributed
 from agents.ram import RecurrentAttentionModel
-from agents.training.config import TrainConfig, autocast, make_envs, make_model, resolve_device, resolve_env_device
+from agents.training.config import (
+    TrainConfig,
+    autocast,
+    data_record,
+    make_envs,
+    make_model,
+    resolve_device,
+    resolve_env_device,
+)
 from agents.training.policy import write_gif
 from agents.training.report import print_main, report_epoch
 from agents.training.rollout import rollout_loss
@@ -74,6 +82,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     on = resolve_env_device(config, device)
     envs = make_envs(config, "train", config.batch_size // world * config.train_rollouts, on)
     val_envs = make_envs(config, "val", max(1, config.eval_batch // config.val_rollouts) * config.val_rollouts, on)
+    config.data = data_record(config, envs, val_envs)
     envs.reset(seed=distributed.rank_seed(config.seed))
     model = make_model(config, envs).to(device)
     n_train = min(config.train_images or envs.unwrapped.n_images, envs.unwrapped.n_images)

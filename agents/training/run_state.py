@@ -94,6 +94,12 @@ def resume_run(
         f"resuming {run_dir} after epoch {run.epoch} "
         f"(best val error {run.best_val_error:.2f}% at epoch {run.best_epoch})"
     )
+    saved = state["config"].get("data")
+    if saved and saved != config.data:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}/last.pt was trained on {saved.get('name')} (train fingerprint {saved.get('train')}), not on "
+            f"this data ({config.data.get('name')}, {config.data.get('train')}); point --data-dir at its data"
+        )
     planned = state["config"]["n_epochs"]
     if config.n_epochs > planned:
         stretch_schedule(config, optimizer, scheduler, t_max)
@@ -141,6 +147,7 @@ def trajectory(config: dict) -> dict:
     env = {"answer": "last_step", "glimpse_cost": 0.0, **config["env_kwargs"]}  # so had one saved before these
     config = {"precision": "fp32", **config}  # and one saved before the step's precision was a setting
     free = ("n_epochs", "patience", "val_rollouts", "max_minutes", "data_dir", "device", "env_device", "tensorboard")
+    free += ("data",)  # checked on its own (check_resumable): a run saved before the record has none
     return {**{k: v for k, v in config.items() if k not in free}, "model": model, "env_kwargs": env}
 
 

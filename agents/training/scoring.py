@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from agents import distributed
 from agents.ram import RecurrentAttentionModel
-from agents.training.config import TrainConfig, check_fits, make_envs
+from agents.training.config import TrainConfig, check_data, check_fits, make_envs
 from agents.training.policy import BatchPolicy
 
 
@@ -192,6 +192,7 @@ def evaluate_split(
     rollouts = rollouts or config.test_rollouts
     envs = make_envs(config, split, EVAL_CHUNK * rollouts, env_device)
     check_fits(model, envs)
+    check_data(config, envs, split)
     scores = score(model, envs, rollouts, device, limit, seed, progress, sample, per_step)
     envs.close()
     return scores
