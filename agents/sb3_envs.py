@@ -32,7 +32,8 @@ def task_env_id(env_kwargs: dict[str, Any]) -> str:
     """A registered id of the task's dataset (``RAM/Images-v0`` for other data); ``env_kwargs`` override every
     default of its spec."""
     dataset = env_kwargs.get("dataset", "MNIST")
-    if dataset not in sources.MNIST_FAMILY or env_kwargs.get("image_folder") or env_kwargs.get("resize"):
+    other = env_kwargs.get("images") is not None or env_kwargs.get("image_folder") or env_kwargs.get("resize")
+    if dataset not in sources.MNIST_FAMILY or other:
         return "RAM/Images-v0"
     return ram_env.task_id("{D}", dataset)
 
