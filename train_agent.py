@@ -96,7 +96,7 @@ def defaults() -> dict:
         **{k: getattr(task, k) for k in (*SOURCE_KEYS, *TASK_KEYS)},
         **{k: getattr(model, k) for k in MODEL_KEYS},
         **{k: getattr(train, k) for k in (*TRAIN_KEYS, "seed")},
-        "total_timesteps": SB3_TIMESTEPS,
+        "total_timesteps": None,  # SB3_TIMESTEPS, or no step budget with --max-minutes: see step_budget
         **{k: inspect.signature(sb3.train).parameters[k].default for k in ("n_envs", "reward")},
         "num_env_runners": RLLIB_ENV_RUNNERS,
         "eval_every": None,
@@ -120,9 +120,11 @@ def parser() -> cli.Parser:
     add_task_flags(p.add_argument_group("task (the reference implementation's flags)"), add)
     add_agent_flags(p.add_argument_group("RAM agent (--algo ram)"), add)
     libs = p.add_argument_group("Stable-Baselines3 (--algo ppo|a2c|recurrent_ppo and their *_glimpse forms) and RLlib")
-    add(libs, "total_timesteps", "env steps", type=positive_int)
+    steps_default = f"{SB3_TIMESTEPS}; with --max-minutes none, the clock ends the run"
+    add(libs, "total_timesteps", "env steps", steps_default, type=positive_int)
     add(libs, "n_envs", "parallel envs (rllib_ppo: per env runner)", n_envs_default(), type=positive_int)
-    add(libs, "eval_every", "env steps between evaluation rounds", "total-timesteps / 20", type=positive_int)
+    every = "total-timesteps / 20, else 50000"
+    add(libs, "eval_every", "env steps between evaluation rounds", every, type=positive_int)
     reward_help = "binary: the task's 0/1; graded: log-probability of the true class, shaped per step"
     add(libs, "reward", reward_help, choices=["binary", "graded"])
     rllib = p.add_argument_group("Ray RLlib (--algo rllib_ppo; pip install -e '.[rllib]')")
@@ -389,6 +391,13 @@ def train_ram(args, s: dict, out: Path, resume: bool) -> None:
     loop.train_and_test(ram_config(args, s), out, resume=resume, gif=not args.no_gif)
 
 
+def step_budget(s: dict) -> int | None:
+    """--total-timesteps; left out, :data:`SB3_TIMESTEPS`, or none (``None``) when --max-minutes ends the run."""
+    if s["total_timesteps"] is not None:
+        return s["total_timesteps"]
+    return None if s["max_minutes"] else SB3_TIMESTEPS
+
+
 def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
     """Train an SB3 algorithm into ``out``; then score best.zip on test."""
     from agents import sb3
@@ -400,7 +409,7 @@ def train_sb3(args, s: dict, out: Path, resume: bool) -> None:
         s["algo"],
         task,
         out,
-        s["total_timesteps"],
+        step_budget(s),
         seed=s["seed"],
         device=device,
         resume=resume,
@@ -427,7 +436,7 @@ def train_rllib(args, s: dict, out: Path, resume: bool) -> None:
     summary = rllib.train(
         task,
         out,
-        s["total_timesteps"],
+        step_budget(s),
         seed=s["seed"],
         resume=resume,
         n_envs=s["n_envs"],

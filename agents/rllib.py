@@ -48,6 +48,7 @@ except ImportError as e:
     raise ImportError(f"--algo rllib_ppo needs Ray RLlib ({e}): install it with pip install -e '.[rllib]'") from None
 
 from agents import sb3
+from agents.progress import BudgetBar
 from agents.runlog import RunLog, read_rows, summary
 from agents.sb3_policy import BatchPolicy, play_episodes
 from agents.sb3_policy import policy_of as sb3_policy_of
@@ -117,7 +118,7 @@ def _new_config(run_dir: Path, env_kwargs: dict[str, Any], settings: dict[str, A
     if graded:
         check_graded_answer(env_kwargs.get("answer", "last_step"))
     hp = {**HYPERPARAMS, **(GRADED_HYPERPARAMS if graded else {}), **(settings["hyperparameters"] or {})}
-    total = int(settings["total_timesteps"])
+    total = settings["total_timesteps"]
     return {
         "learner": "rllib",
         "algo": "rllib_ppo",
@@ -126,7 +127,10 @@ def _new_config(run_dir: Path, env_kwargs: dict[str, Any], settings: dict[str, A
         "model": dict(MODEL, log_std_init=LOG_STD_INIT),
         "seed": int(settings["seed"]),
         "eval_episodes": int(settings["eval_episodes"]),
-        "eval_every": max(int(settings["eval_every"] or total // 20), int(hp["train_batch_size_per_learner"])),
+        "eval_every": max(
+            int(settings["eval_every"] or (int(total) // 20 if total else sb3.EVAL_EVERY)),
+            int(hp["train_batch_size_per_learner"]),
+        ),
         "reward": settings["reward"],
         "reward_options": dict(settings["reward_options"] or {}),
         "wrappers": ["GlimpseHistoryWrapper", "FlatActionWrapper", *(["GradedRewardWrapper"] if graded else [])],
@@ -224,7 +228,7 @@ def _resumed(run_dir: Path, env_kwargs: dict[str, Any]) -> tuple[dict[str, Any],
 def train(
     env_kwargs: dict[str, Any],
     run_dir: Path,
-    total_timesteps: int,
+    total_timesteps: int | None,
     seed: int = 1,
     resume: bool = False,
     n_envs: int | None = None,
@@ -241,7 +245,8 @@ def train(
 ) -> dict[str, Any]:
     """Train RLlib's PPO on the task ``env_kwargs`` (GlimpseEnv arguments, without ``split``) into ``run_dir``.
 
-    :param total_timesteps: budget of environment steps (all envs together; an episode is ``n_glimpses``)
+    :param total_timesteps: budget of environment steps (all envs together; an episode is ``n_glimpses``);
+        ``None``: none, ``max_minutes`` ends the run
     :param resume: continue ``run_dir/last`` up to ``total_timesteps`` (rows after its round are dropped)
     :param n_envs: envs stepped by each env runner (default :data:`agents.sb3.DEFAULT_N_ENVS`)
     :param num_env_runners: EnvRunner actors (separate processes, anywhere on the Ray cluster); 0 samples here
@@ -257,7 +262,10 @@ def train(
     :return: summary: env steps, training seconds, last and best val error (percent), paths
     """
     n_envs = sb3.DEFAULT_N_ENVS if n_envs is None else n_envs
-    _check_positive(total_timesteps=total_timesteps, n_envs=n_envs, eval_episodes=eval_episodes)
+    if total_timesteps is None and not max_minutes:
+        raise ValueError("total_timesteps may be left out (None) only with max_minutes, which then ends the run")
+    steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
+    _check_positive(n_envs=n_envs, eval_episodes=eval_episodes, **steps)
     if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, int) or num_env_runners < 0:
         raise ValueError(f"num_env_runners must be an integer >= 0, got {num_env_runners!r}")
     run_dir = Path(run_dir)
@@ -265,7 +273,8 @@ def train(
     settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, reward=reward)
     settings.update(reward_options=reward_options, hyperparameters=hyperparameters, total_timesteps=total_timesteps)
     config, kept = _resumed(run_dir, env_kwargs) if resume else (_new_config(run_dir, env_kwargs, settings), [])
-    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs), num_env_runners=num_env_runners)
+    config.update(total_timesteps=total_timesteps and int(total_timesteps), n_envs=int(n_envs))
+    config.update(num_env_runners=num_env_runners)
     config.update(max_minutes=max_minutes)  # a resumed run may change all four
     val_env = sb3.make_task_vec(env_kwargs, int(config["eval_episodes"]), "val")
     if config["eval_episodes"] > val_env.n_images:
@@ -305,17 +314,18 @@ def _train_rounds(algo, config, run_dir: Path, val_env, runlog: RunLog, kept: li
     steps, rounds = int(float(last.get("env_steps", 0))), int(last.get("epoch", 0))
     elapsed = float(last.get("elapsed_seconds", 0.0))
     best = min((float(r["val_error"]) for r in kept), default=math.inf)
-    total, every = int(config["total_timesteps"]), int(config["eval_every"])
+    total, every = config["total_timesteps"] or math.inf, int(config["eval_every"])
     budget = 60 * config["max_minutes"] if config.get("max_minutes") else math.inf
     next_eval = (steps // every + 1) * every
     correct = episodes = 0
-    start = time.perf_counter()
+    start, bar = time.perf_counter(), BudgetBar(total, budget, steps, elapsed)
     while steps < total and elapsed < budget:  # a resumed run may have spent its budget
         result = algo.train()
         runners, learner = result["env_runners"], result["learners"][DEFAULT_MODULE_ID]
         steps += int(runners.get("num_env_steps_sampled", 0))
         correct, episodes = correct + runners.get("ram_correct", 0), episodes + runners.get("ram_episodes", 0)
         train_seconds = time.perf_counter() - start
+        bar.update(steps, elapsed + train_seconds)
         done = steps >= total or elapsed + train_seconds >= budget
         if steps < next_eval and not done:
             continue
@@ -347,6 +357,7 @@ def _train_rounds(algo, config, run_dir: Path, val_env, runlog: RunLog, kept: li
         start = time.perf_counter()
         if done:
             break
+    bar.close()
     return steps
 
 

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ from agents.sb3_algos import (
     policy_name,
     sees_glimpse_history,
 )
-from agents.sb3_callbacks import RunCallback
+from agents.sb3_callbacks import MinutesBar, RunCallback
 from agents.sb3_envs import (
     check_algo_options,
     check_observe_scores,
@@ -125,6 +126,10 @@ __all__ = [
     "batch_policy",
     "evaluate",
 ]
+
+# A run budgeted in minutes alone: its step count is SB3's learn() argument, never reached, never shown.
+UNCAPPED = 2**62
+EVAL_EVERY = 50_000  # env steps between evaluation rounds of a run with no step budget to divide by 20
 
 
 def _check_positive(**values: Any) -> None:
@@ -168,8 +173,8 @@ def _new_config(run_dir: Path, algo: str, env_kwargs: dict[str, Any], settings: 
     hp.update(copy.deepcopy(settings["hyperparameters"] or {}))
     observe_scores = bool(hp.get("observe_scores"))
     check_observe_scores(algo, settings["action"], observe_scores)
-    total, n_envs = int(settings["total_timesteps"]), int(settings["n_envs"])
-    eval_every = int(settings["eval_every"] or max(total // 20, 1))
+    total, n_envs = settings["total_timesteps"], int(settings["n_envs"])
+    eval_every = int(settings["eval_every"] or (max(int(total) // 20, 1) if total else EVAL_EVERY))
     return {
         "learner": "sb3",
         "algo": algo,
@@ -252,7 +257,7 @@ def train(
     algo: str,
     env_kwargs: dict[str, Any],
     run_dir: Path,
-    total_timesteps: int,
+    total_timesteps: int | None,
     seed: int = 1,
     device: str = "auto",
     resume: bool = False,
@@ -272,7 +277,8 @@ def train(
 ) -> dict[str, Any]:
     """Train ``algo`` on the task ``env_kwargs`` (GlimpseEnv arguments, without ``split``) into ``run_dir``.
 
-    :param total_timesteps: budget of environment steps (all envs together; an episode is ``n_glimpses``)
+    :param total_timesteps: budget of environment steps (all envs together; an episode is ``n_glimpses``);
+        ``None``: none, ``max_minutes`` ends the run
     :param resume: continue ``run_dir/model.zip`` up to ``total_timesteps`` (the metrics and ``best.zip``
         carry on; at most the steps since the last checkpoint are lost)
     :param n_envs: training episodes stepped as one batch (:func:`make_vec_env`); default :data:`N_ENVS` of
@@ -284,7 +290,8 @@ def train(
         ``score_log_std_init`` (box actions) gives the class scores their own initial log standard deviation;
         ``lr_schedule`` is ``"constant"`` or ``"linear"`` (:class:`LinearToBudget`); ``observe_scores`` shows
         the class scores of the previous step (:class:`~ram_env.wrappers.LastScoresWrapper`)
-    :param progress_bar: SB3's progress bar
+    :param progress_bar: SB3's progress bar of env steps; with ``max_minutes``, one of training minutes
+        (:class:`~agents.sb3_callbacks.MinutesBar`)
     :param action: ``"box"`` (:class:`FlatActionWrapper`, the default) or ``"discrete"``
         (:class:`DiscreteActionWrapper` with a ``grid x grid`` lattice)
     :param reward: ``"binary"`` (the env's 0/1, the default) or ``"graded"``
@@ -298,7 +305,10 @@ def train(
     """
     check_algo(algo)
     n_envs = N_ENVS.get(algo, DEFAULT_N_ENVS) if n_envs is None else n_envs
-    _check_positive(total_timesteps=total_timesteps, n_envs=n_envs, eval_episodes=eval_episodes)
+    if total_timesteps is None and not max_minutes:
+        raise ValueError("total_timesteps may be left out (None) only with max_minutes, which then ends the run")
+    steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
+    _check_positive(n_envs=n_envs, eval_episodes=eval_episodes, **steps)
     run_dir = Path(run_dir)
     env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
     settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
@@ -318,14 +328,14 @@ def _run_config(run_dir: Path, algo: str, env_kwargs: dict, settings: dict, resu
         config = _new_config(run_dir, algo, env_kwargs, settings)
         run_dir.mkdir(parents=True, exist_ok=True)
     # a resumed run may change these three
-    config.update(total_timesteps=int(total_timesteps), n_envs=int(n_envs), max_minutes=max_minutes)
+    config.update(total_timesteps=total_timesteps and int(total_timesteps), n_envs=int(n_envs), max_minutes=max_minutes)
     _write_json(run_dir / "config.json", config)
     return config
 
 
 def _learn(config, algo, env_kwargs, run_dir: Path, device, resume, tensorboard, verbose, progress_bar) -> dict:
     """Build the envs, the model and the callback of a run whose ``config.json`` is written, and train it."""
-    total_timesteps, n_envs = int(config["total_timesteps"]), int(config["n_envs"])
+    total_timesteps, n_envs = config["total_timesteps"], int(config["n_envs"])
     action, grid = config.get("action", "box"), int(config.get("grid", 7))
     rewards = dict(reward=config.get("reward", "binary"), reward_options=config.get("reward_options"))
     scores = bool(config["hyperparameters"].get("observe_scores"))
@@ -338,10 +348,16 @@ def _learn(config, algo, env_kwargs, run_dir: Path, device, resume, tensorboard,
     if config["hyperparameters"].get("lr_schedule") == "linear":
         model.lr_schedule = LinearToBudget(float(config["hyperparameters"]["learning_rate"]), callback.budget_left)
     t0 = time.perf_counter()
-    remaining = total_timesteps - model.num_timesteps
+    remaining = (UNCAPPED if total_timesteps is None else int(total_timesteps)) - model.num_timesteps
+    minutes_bar = progress_bar and not math.isinf(callback.budget)  # the clock ends the run: count minutes
+    callbacks = [callback, MinutesBar(callback)] if minutes_bar else callback
     if remaining > 0 and callback.elapsed < callback.budget:  # a resumed run may have spent its budget
         model.learn(
-            remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar, tb_log_name="sb3"
+            remaining,
+            callback=callbacks,
+            reset_num_timesteps=False,
+            progress_bar=progress_bar and not minutes_bar,
+            tb_log_name="sb3",
         )
     venv.close()
     val_env.close()

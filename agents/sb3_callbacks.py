@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.progress import BudgetBar
 from agents.runlog import RunLog
 from agents.sb3_policy import play_episodes, policy_of
 
@@ -116,3 +117,27 @@ class RunCallback(BaseCallback):
         self.last_steps = self.num_timesteps
         self.correct = self.episodes = 0
         self.round_start = time.perf_counter()
+
+
+class MinutesBar(BaseCallback):
+    """A progress bar of training minutes against ``max_minutes`` (env steps beside them), for a time-budgeted
+    run: SB3's own bar counts env steps towards ``total_timesteps``, which the clock, not the steps, ends.
+
+    :param run: the run's :class:`RunCallback`, whose clock (earlier sessions included) the bar shows
+    """
+
+    def __init__(self, run: RunCallback):
+        super().__init__()
+        self.run = run
+
+    def _on_training_start(self) -> None:
+        self.bar = BudgetBar(None, self.run.budget, self.num_timesteps, self.run.seconds_spent())
+
+    def _on_step(self) -> bool:
+        if self.n_calls % 16 == 0:  # a step of all envs is a fraction of a millisecond: redraw now and then
+            self.bar.update(self.num_timesteps, self.run.seconds_spent())
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.update(self.num_timesteps, self.run.seconds_spent())
+        self.bar.close()

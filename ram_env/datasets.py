@@ -101,7 +101,7 @@ def _fetch(name: str, root: Path) -> str | None:
         import torchvision.datasets  # slow to import: only here, when a file is missing
         from torchvision.datasets.utils import check_md5
     except ImportError as e:
-        return f"downloading needs torchvision: {e}"
+        return f"downloading needs torchvision ({e}): pip install torchvision, or the package's 'download' extra"
     dataset_class = getattr(torchvision.datasets, name)
     raw = root / name / "raw"
     before = _snapshot(raw)

@@ -235,3 +235,13 @@ def test_a_wrong_flag_is_named_before_the_run_folder_is_looked_at(tmp_path, caps
     assert train_agent.main(["--reward", "graded"]) == 2
     err = capsys.readouterr().err
     assert "--reward is a setting of the SB3 algorithms" in err and "already holds" not in err
+
+
+def test_total_timesteps_may_be_left_out_when_max_minutes_ends_the_run():
+    def budget(*argv):
+        args = train_agent.parser().parse_args(["--algo", "ppo", *argv])
+        return train_agent.step_budget(train_agent.settings(args, train_agent.defaults()))
+
+    assert budget("--max-minutes", "5") is None  # the clock alone ends it: no placeholder step count
+    assert budget() == train_agent.SB3_TIMESTEPS
+    assert budget("--max-minutes", "5", "--total-timesteps", "1000") == 1000

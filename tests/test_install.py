@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel built from the repository, in a fresh virtual environment,
-used from a folder outside the clone through its console scripts and Gymnasium's module prefix."""
+used from a folder outside the clone through its console scripts and Gymnasium's module prefix; and the same
+wheel installed beside a user's own older torch, Gymnasium and numpy, which it must leave as they are."""
 
 from __future__ import annotations
 
@@ -22,11 +23,19 @@ def run(cmd: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+# A user's own versions, each the lowest that setup.cfg allows and older than the lock's: torch 2.13.0 is the CPU
+# build on this machine's disk (/work/.library/env/machines/python.md), the others come from PyPI.
+USER_OWN = {"torch": "2.13.0", "gymnasium": "1.2.2", "numpy": "2.2.6"}
+SMOKE = (
+    "import gymnasium as gym; env = gym.make('ram_env:RAM/MNIST-v0', split='test'); obs, _ = env.reset(seed=0); "
+    "steps = [env.step(env.action_space.sample()) for _ in range(6)]; "
+    "assert steps[-1][2] and steps[-1][1] in (0.0, 1.0), steps[-1]; print('episode', obs['glimpse'].shape)"
+)
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Path:
-    """A fresh venv holding only the built wheel; its dependencies come from this interpreter's
-    site-packages through a path file (installing torch again would take gigabytes and minutes)."""
-    tmp = tmp_path_factory.mktemp("install")
+def wheel(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     source.mkdir()
     for name in SOURCES:  # build from a copy: an in-tree build would leave build/ and egg-info in the clone
@@ -37,7 +46,16 @@ def venv(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(source)], tmp, env)
-    wheel = next((tmp / "dist").glob("ram_gym-*.whl"))
+    return next((tmp / "dist").glob("ram_gym-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheel) -> Path:
+    """A fresh venv holding only the built wheel; its dependencies come from this interpreter's
+    site-packages through a path file (installing torch again would take gigabytes and minutes)."""
+    tmp = tmp_path_factory.mktemp("install")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], tmp, env)
     python = tmp / "venv" / "bin" / "python"
     site = run(
@@ -71,3 +89,18 @@ def test_module_prefix_id_works_in_a_fresh_interpreter_from_the_installed_packag
     out = run([str(venv / "python"), "-c", code], tmp_path, env).stdout
     assert str(venv.parent) in out, f"ram_env was not imported from the installed wheel: {out}"
     assert "(1, 1, 8, 8)" in out
+
+
+def test_wheel_installs_beside_a_users_older_torch_gymnasium_and_numpy_and_leaves_them(wheel, tmp_path):
+    """``pip install <wheel>`` resolves against setup.cfg's ranges: the user's versions stay, the package works."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_CONSTRAINT")}
+    run([sys.executable, "-m", "venv", str(tmp_path / "user")], tmp_path, env)
+    python = str(tmp_path / "user" / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    run(pip + [f"{name}=={version}" for name, version in USER_OWN.items()], tmp_path, env)
+    run(pip + [str(wheel)], tmp_path, env)
+    show = "import importlib.metadata as m; print(*(m.version(n) for n in ['torch', 'gymnasium', 'numpy']))"
+    versions = run([python, "-c", show], tmp_path, env).stdout.split()
+    assert [v.split("+")[0] for v in versions] == list(USER_OWN.values()), "installing the wheel changed them"
+    env["RAM_DATA_DIR"] = os.environ.get("RAM_DATA_DIR", str(ROOT / "data"))
+    assert "episode (1, 1, 8, 8)" in run([python, "-c", SMOKE], tmp_path, env).stdout

@@ -60,6 +60,8 @@ def test_a_steps_budget_gives_library_learners_that_total_and_the_ram_agent_the_
     assert leaderboard.flags("MNIST", "ram", budget, tmp_path) == [
         *("--algo", "ram", "--n-epochs", "9", "--out", str(board / "ram")),
     ]
+    minutes = leaderboard.flags("MNIST", "ppo", leaderboard.Budget(minutes=10, steps=None), tmp_path)
+    assert "--total-timesteps" not in minutes and minutes[minutes.index("--max-minutes") + 1] == "10"
     ppo = leaderboard.flags("MNIST", "ppo-graded", budget, tmp_path, seed=2)
     assert ppo[ppo.index("--total-timesteps") + 1] == "3000000" and "--max-minutes" not in ppo
     assert ppo[-4:] == ["--seed", "2", "--out", str(board / "ppo-graded" / "seed2")]

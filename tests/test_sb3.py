@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 import warnings
 
@@ -305,6 +306,17 @@ def test_progress_bar_with_rich(tmp_path, data_dir):
         warnings.simplefilter("error", UserWarning)
         summary = _train("ppo", tmp_path, data_dir, steps=256, progress_bar=True)
     assert summary["timesteps"] >= 256
+
+
+def test_a_run_budgeted_in_minutes_alone_has_no_step_budget_and_its_bar_counts_minutes(tmp_path, data_dir, capsys):
+    summary = _train("ppo", tmp_path, data_dir, steps=None, progress_bar=True, max_minutes=0.03)
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert re.search(r"\| 0\.03/0\.03 min \[00:0\d, [\d,]+ env steps\]", bar), bar
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["total_timesteps"] is None and config["max_minutes"] == 0.03
+    assert summary["timesteps"] > 0 and read_metrics(tmp_path)["elapsed_seconds"][-1] >= 1.8
+    with pytest.raises(ValueError, match="total_timesteps may be left out .None. only with max_minutes"):
+        _train("ppo", tmp_path / "other", data_dir, steps=None)
 
 
 @pytest.mark.parametrize(
