@@ -124,11 +124,12 @@ def test_resume_continues_the_rows_of_the_last_checkpoint(rllib, run, tmp_path, 
     assert json.loads((copy / "last" / "ram_round.json").read_text()) == {"epoch": 4}
 
 
-def test_max_minutes_stops_after_the_first_round(rllib, tmp_path, data_dir):
-    rllib.train(
-        dict(TASK, data_dir=data_dir), tmp_path / "run", 100 * BATCH, num_env_runners=0, max_minutes=1e-9, **RUN
-    )
+def test_max_minutes_stops_after_the_first_round_and_the_bar_counts_minutes(rllib, tmp_path, data_dir, capsys):
+    """No step budget (``None``): the clock alone ends the run, and the progress bar counts its minutes."""
+    rllib.train(dict(TASK, data_dir=data_dir), tmp_path / "run", None, num_env_runners=0, max_minutes=1e-9, **RUN)
     assert [int(r["env_steps"]) for r in rows(tmp_path / "run")] == [BATCH]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["total_timesteps"] is None
+    assert re.search(r"min \[00:\d\d, 96 env steps\]", capsys.readouterr().err.split("\r")[-1])
     # Resumed with its budget spent, it learns nothing more and writes no row.
     task, run = dict(TASK, data_dir=data_dir), tmp_path / "run"
     rllib.train(task, run, 100 * BATCH, resume=True, num_env_runners=0, max_minutes=1e-9)
