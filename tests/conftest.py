@@ -12,6 +12,8 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each test runs in its own folder (below): the data folder, ./data by default, is fixed before any test moves.
+os.environ["RAM_DATA_DIR"] = str(Path(os.environ.get("RAM_DATA_DIR") or "data").expanduser().resolve())
 # What Python and pytest write themselves, and the venvs: everything else in the tree must be left as it was.
 NOT_WATCHED = {".git", ".venv", ".venv-rllib", "__pycache__", ".pytest_cache", ".ruff_cache", "build"}
 
