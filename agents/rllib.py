@@ -262,10 +262,7 @@ def train(
     :return: summary: env steps, training seconds, last and best val error (percent), paths
     """
     n_envs = sb3.DEFAULT_N_ENVS if n_envs is None else n_envs
-    if total_timesteps is None and not max_minutes:
-        raise ValueError("total_timesteps may be left out (None) only with max_minutes, which then ends the run")
-    steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
-    _check_positive(n_envs=n_envs, eval_episodes=eval_episodes, **steps)
+    sb3.check_budget(total_timesteps, max_minutes, n_envs=n_envs, eval_episodes=eval_episodes)
     if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, int) or num_env_runners < 0:
         raise ValueError(f"num_env_runners must be an integer >= 0, got {num_env_runners!r}")
     run_dir = Path(run_dir)

@@ -138,6 +138,14 @@ def _check_positive(**values: Any) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_budget(total_timesteps: int | None, max_minutes: float | None, **positive: Any) -> None:
+    """A run's budget: ``total_timesteps`` a positive integer, or ``None`` when ``max_minutes`` alone ends the run;
+    the ``positive`` values positive integers."""
+    if total_timesteps is None and not max_minutes:
+        raise ValueError("total_timesteps may be left out (None) only with max_minutes, which then ends the run")
+    _check_positive(**positive, **({} if total_timesteps is None else {"total_timesteps": total_timesteps}))
+
+
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -305,10 +313,7 @@ def train(
     """
     check_algo(algo)
     n_envs = N_ENVS.get(algo, DEFAULT_N_ENVS) if n_envs is None else n_envs
-    if total_timesteps is None and not max_minutes:
-        raise ValueError("total_timesteps may be left out (None) only with max_minutes, which then ends the run")
-    steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
-    _check_positive(n_envs=n_envs, eval_episodes=eval_episodes, **steps)
+    check_budget(total_timesteps, max_minutes, n_envs=n_envs, eval_episodes=eval_episodes)
     run_dir = Path(run_dir)
     env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("split", "render_mode")}
     settings = dict(seed=seed, eval_episodes=eval_episodes, eval_every=eval_every, action=action, grid=grid)
