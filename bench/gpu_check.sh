@@ -20,8 +20,6 @@ PY=${PY:-python3}
 
 if [ "${1:-}" = "--prepare" ]; then
     set -e
-    exclude="$(git rev-parse --git-common-dir)/info/exclude"
-    grep -qx '/.gpu/' "$exclude" || echo '/.gpu/' >>"$exclude"
     mkdir -p .gpu/data/MNIST/raw .gpu/wheels
     cp "${RAM_DATA_DIR:-data}"/MNIST/raw/*.gz .gpu/data/MNIST/raw/
     # gymnasium and its one dependency missing from the GPU machine's image (Python 3.12 there).
