@@ -253,7 +253,7 @@ class OurLoop:
             self.batches, self.next = order.reshape(self.steps_per_epoch, self.config.batch_size), 0
         images = self.batches[self.next]
         self.next += 1
-        loss, reward = loop.update(
+        loss, reward, _ = loop.update(
             self.model, self.optimizer, self.scheduler, self.envs, images, self.config, self.device
         )
         self.losses.append(loss)
