@@ -1,5 +1,7 @@
 """The RAM agent on other answers: K heads read out in sequence, a point head, scoring, checkpoints, flags."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,55 @@ def test_scoring_refuses_a_network_for_another_answer(data_dir):
         ValueError, match=r"answers 2 label\(s\) of 10 classes but the task asks for 1 label\(s\) of 19"
     ):
         scoring.evaluate_split(model, other, "val", 1, limit=10)
+
+
+# ------------------------------------------------------------------------------ the command lines
+TINY = (
+    "--n-epochs 1 --train-images 256 --batch-size 64 --glimpse-hidden 16 --location-hidden 16 --core-hidden 32 "
+    "--test-rollouts 2 --no-gif --no-tensorboard --translated-size 60 --n-glimpses 3 --patch-size 12 --n-patches 2"
+).split()
+
+
+def run_main(main, argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_pairs_then_score_at_other_digit_sizes(data_dir, tmp_path, capsys):
+    import evaluate
+    import train_agent
+
+    run = tmp_path / "run"
+    code, out, _ = run_main(
+        train_agent.main, TINY + ["--n-objects", "2", "--digit-size", "14-28", "--out", run], capsys
+    )
+    assert code == 0 and "test error of best.pt" in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["env_kwargs"]["n_objects"] == 2 and config["env_kwargs"]["digit_size"] == [14, 28]
+    code, out, _ = run_main(evaluate.main, [run, "--limit", "20", "--digit-size", "14,28"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 4  # two sizes, two protocols each
+    assert "with 14 px digits, 2 rollout(s)" in lines[0] and "with 28 px digits, 1 rollout, sampled" in lines[3]
+
+
+@pytest.mark.parametrize(
+    "main, argv, needle",
+    [
+        ("train_agent", ["--digit-size", "42-14"], "--digit-size: must be a side in px (28) or a range lo-hi (14-42)"),
+        ("train_agent", ["--target", "count"], "--target: invalid choice: 'count'"),
+        ("train_agent", ["--n-objects", "3"], "a 28 px canvas is too small for 3 digits of up to 28 px"),
+        ("evaluate", ["--digit-size", "big"], "--digit-size: must be digit sides in px, comma-separated"),
+    ],
+)
+def test_bad_answer_flags_are_one_line(main, argv, needle, capsys, tmp_path):
+    import evaluate
+    import train_agent
+
+    module = {"train_agent": train_agent, "evaluate": evaluate}[main]
+    head = [tmp_path] if main == "evaluate" else ["--out", tmp_path / "run"]
+    code, out, err = run_main(module.main, head + argv, capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) <= 2  # argparse adds its usage line
