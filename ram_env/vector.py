@@ -55,7 +55,9 @@ class GlimpseVectorEnv(VectorEnv):
     is 1 (at the latest on step ``n_glimpses``), so episodes of different lengths share the batch. Rewards are
     the single env's (``correct - glimpse_cost * glimpses`` on the answering step, else 0).
     ``infos["label"]``, ``infos["correct"]`` and ``infos["glimpses"]`` (masked by ``infos["_label"]``,
-    ``infos["_correct"]``, ``infos["_glimpses"]``) are set where an episode ended.
+    ``infos["_correct"]``, ``infos["_glimpses"]``) are set where an episode ended; other answers
+    (:mod:`ram_env.answers`) add theirs the same way: ``right`` ``(num_envs, K)`` beside ``label``
+    ``(num_envs, K)`` for K labels, ``labels`` for a sum, ``centre``, ``distance`` and ``half`` for the location.
 
     Autoreset follows Gymnasium's ``NEXT_STEP`` mode: on the step after an env's episode ends, that env
     alone starts a new one (its action is ignored, though validated; reward 0, not terminated, not
