@@ -338,3 +338,29 @@ def test_impossible_geometry_for_the_images_is_a_clear_error(kwargs, match):
 def test_no_source_at_all_is_a_clear_error():
     with pytest.raises(ValueError, match="no data: give images= and labels=, image_folder= or dataset="):
         gym.make("RAM/Images-v0")
+
+
+def test_a_colour_glimpse_is_the_gray_glimpse_of_each_channel_on_both_paths():
+    from ram_env.sensor import Retina, integral_image
+
+    rng = np.random.default_rng(3)
+    canvases = rng.integers(0, 256, (4, 3, 30, 44)).astype(np.uint8)
+    retina = Retina((30, 44), 6, 3, 2)
+    locations = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+    colour = retina(integral_image(canvases), locations)
+    assert colour.shape == (4, 3, 3, 6, 6)
+    for k in range(3):
+        assert np.array_equal(colour[:, :, k], retina(integral_image(canvases[:, k]), locations)[:, :, 0])
+    tables = integral_image(canvases)
+    for b in range(4):  # the single env's path: the same numbers
+        assert np.array_equal(retina.one(tables[b], *locations[b].tolist()), colour[b])
+
+
+def test_a_torchvision_dataset_object_on_a_folder_the_test_wrote_is_a_source(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    root = write_folder(tmp_path / "tv", n=4)
+    data = sources.from_dataset(datasets.ImageFolder(str(root)))
+    assert data.shape == (3, 18, 22) and data.n_classes == 3 and len(data) == 12
+    assert np.array_equal(data.images[0], np.asarray(Image.open(root / "cat" / "000.png")))
+    env = gym.make("RAM/Images-v0", images=datasets.ImageFolder(str(root)))
+    assert env.action_space["label"].n == 3 and env.observation_space["glimpse"].shape[1] == 3
