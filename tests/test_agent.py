@@ -216,6 +216,7 @@ def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device, p
     assert a["epoch"] == b["epoch"] == 2
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+        assert a["model"][name].dtype == torch.float32  # bf16 is the step's arithmetic, never the weights'
     assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (
         tmp_path / "stopped" / "metrics.csv"
     ).read_text().count("\n")
