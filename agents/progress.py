@@ -8,6 +8,7 @@ wrong run (82 hours against a placeholder ``--total-timesteps``, before this mod
 from __future__ import annotations
 
 import math
+import time
 
 from tqdm.auto import tqdm
 
@@ -25,19 +26,24 @@ class BudgetBar:
         self.minutes = not math.isinf(budget_seconds)
         if self.minutes:
             fmt = "{l_bar}{bar}| {n:.2f}/{total:g} min [{elapsed}{postfix}]"
-            self.bar = tqdm(total=budget_seconds / 60, initial=seconds / 60, bar_format=fmt, dynamic_ncols=True)
+            self.bar = tqdm(total=budget_seconds / 60, bar_format=fmt, dynamic_ncols=True)
             self.budget = budget_seconds
         else:
-            self.bar = tqdm(total=total_steps, initial=steps, unit=" steps", unit_scale=True, dynamic_ncols=True)
+            total = None if total_steps is None or math.isinf(total_steps) else total_steps
+            self.bar = tqdm(total=total, unit=" steps", unit_scale=True, dynamic_ncols=True)
+        self.shown = -math.inf
         self.update(steps, seconds)
 
     def update(self, steps: int, seconds: float) -> None:
         """The run has done ``steps`` env steps in ``seconds`` training seconds (earlier sessions included)."""
-        if self.minutes:
-            self.bar.update(min(seconds, self.budget) / 60 - self.bar.n)
+        if self.minutes:  # set, not added: sums of small steps would drift past the total
+            self.bar.n = min(seconds, self.budget) / 60
             self.bar.set_postfix_str(f"{steps:,} env steps", refresh=False)
         else:
-            self.bar.update(steps - self.bar.n)
+            self.bar.n = steps if self.bar.total is None else min(steps, self.bar.total)
+        if time.monotonic() - self.shown >= 0.5:  # at most two redraws a second
+            self.bar.refresh()
+            self.shown = time.monotonic()
 
     def close(self) -> None:
         self.bar.close()
