@@ -291,3 +291,12 @@ def test_one_label_wrappers_refuse_other_answers_in_one_line(data_dir):
         DiscreteActionWrapper(GlimpseEnv(data_dir=data_dir, **PAIRS))
     with pytest.raises(ValueError, match="GradedRewardWrapper is for one label per episode; this env answers a point"):
         GradedRewardWrapper(FlatActionWrapper(GlimpseEnv(data_dir=data_dir, target="location", **SIZES)))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(PAIRS, n_objects=3), dict(PAIRS, target="sum"), dict(SIZES, target="location"), SIZES]
+)
+def test_gymnasium_check_env_passes(data_dir, kwargs):
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(GlimpseEnv(data_dir=data_dir, **kwargs), skip_render_check=True)
