@@ -206,7 +206,10 @@ def add_agent_flags(agent, add) -> None:
     add(agent, "train_images", "train on the first N training images only", "all", type=positive_int)
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
     add(agent, "env_device", env_help)
-    precision_help = "the training step's arithmetic: bf16 autocasts matmuls and convolutions (scoring stays fp32)"
+    precision_help = (
+        "the training step's arithmetic: bf16 autocasts matmuls and convolutions (scoring stays fp32); it falls back to "
+        "fp32 on a device without bfloat16 arithmetic"
+    )
     add(agent, "precision", precision_help, choices=list(PRECISIONS))
 
 

@@ -12,6 +12,7 @@ import torch
 from agents import checkpoint
 from agents.ram import RAMConfig, RecurrentAttentionModel
 from agents.runlog import METRICS, read_metrics
+from agents.training import config as training_config
 from agents.training import loop, rollout, run_state, scoring
 from agents.training.config import TrainConfig, make_envs, make_model, resolve_env_device
 from agents.training.policy import BatchPolicy
@@ -204,8 +205,9 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
         pytest.param("cuda", "auto", "bf16", marks=GPU),
     ],
 )
-def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device, precision):
+def test_resume_continues_the_same_run(data_dir, tmp_path, monkeypatch, device, env_device, precision):
     # env_device "cpu": episodes from the torch backend, whose generator last.pt must keep too.
+    monkeypatch.setattr(training_config, "bf16_native", lambda device: True)  # bf16's path even on a CPU without it
     config = small_config(data_dir, n_epochs=2, device=device, env_device=env_device, precision=precision)
     loop.train(config, tmp_path / "straight")
     # The same run, stopped after its first epoch (a zero time budget) and resumed.
@@ -220,6 +222,29 @@ def test_resume_continues_the_same_run(data_dir, tmp_path, device, env_device, p
     assert (tmp_path / "straight" / "metrics.csv").read_text().count("\n") == (
         tmp_path / "stopped" / "metrics.csv"
     ).read_text().count("\n")
+
+
+def test_bf16_falls_back_to_fp32_with_one_line_on_a_device_without_it(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(training_config, "bf16_native", lambda device: False)
+    loop.train(small_config(data_dir, n_epochs=1, precision="bf16"), tmp_path / "run")
+    assert "--precision bf16: this CPU (no AVX512-BF16 or AMX) has no bfloat16 arithmetic" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
+    # where the device has it, or does not say, the step keeps bf16
+    for native in (True, None):
+        monkeypatch.setattr(training_config, "bf16_native", lambda device, native=native: native)
+        config = small_config(data_dir, precision="bf16")
+        assert training_config.step_precision(config, torch.device("cpu")) == ("bf16", None)
+
+
+def test_bf16_native_reads_the_cpu_flags(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(training_config, "CPUINFO", str(cpuinfo))
+    cpuinfo.write_text("processor : 0\nflags : fpu avx2 avx512f\n")
+    assert training_config.bf16_native(torch.device("cpu")) is False
+    cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
+    assert training_config.bf16_native(torch.device("cpu")) is True
+    cpuinfo.unlink()
+    assert training_config.bf16_native(torch.device("cpu")) is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")

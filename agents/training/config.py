@@ -17,6 +17,7 @@ from agents import distributed
 from agents.ram import RAMConfig, RecurrentAttentionModel
 
 PRECISIONS = ("fp32", "bf16")
+CPUINFO = "/proc/cpuinfo"  # where Linux lists the CPU's instruction sets (bf16_native)
 
 
 @dataclass
@@ -91,6 +92,35 @@ def resolve_env_device(config: TrainConfig, device: torch.device) -> torch.devic
     if config.env_device == "numpy" or (config.env_device == "auto" and device.type != "cuda"):
         return None
     return device if config.env_device == "auto" else distributed.device(config.env_device)
+
+
+def bf16_native(device: torch.device) -> bool | None:
+    """Whether ``device`` does bfloat16 arithmetic in hardware (None: this platform does not say).
+
+    A CUDA GPU says so itself; a CPU has it with AVX512-BF16 or AMX, which Linux lists in /proc/cpuinfo. Without it
+    autocast emulates bfloat16, slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return None
+    try:
+        with open(CPUINFO) as lines:
+            flags = next(line for line in lines if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def step_precision(config: TrainConfig, device: torch.device) -> tuple[str, str | None]:
+    """The precision the training step takes on ``device``, and why it is not ``config.precision`` (or None).
+
+    bf16 falls back to fp32 on a device known to lack bfloat16 arithmetic: there it would be slower, not faster.
+    """
+    if config.precision == "bf16" and bf16_native(device) is False:
+        what = "this GPU" if device.type == "cuda" else "this CPU (no AVX512-BF16 or AMX)"
+        return "fp32", f"--precision bf16: {what} has no bfloat16 arithmetic, so the step runs in fp32"
+    return config.precision, None
 
 
 def autocast(config: TrainConfig, device) -> torch.autocast:

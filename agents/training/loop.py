@@ -28,6 +28,7 @@ from agents.training.config import (
     make_model,
     resolve_device,
     resolve_env_device,
+    step_precision,
 )
 from agents.training.policy import write_gif
 from agents.training.report import print_main, report_epoch
@@ -77,6 +78,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         raise ValueError(
             f"batch_size {config.batch_size} is split over {world} processes: make it a multiple of {world}"
         )
+    config.precision, why = step_precision(config, device)  # config.json records what the step really ran in
+    if why:
+        print_main(why)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)  # the epochs' image orders: the same on every rank
     on = resolve_env_device(config, device)
