@@ -49,7 +49,7 @@ except ImportError as e:
 
 from agents import sb3
 from agents.progress import BudgetBar
-from agents.runlog import RunLog, read_rows, summary
+from agents.runlog import RunLog, read_config, read_rows, summary
 from agents.sb3_policy import BatchPolicy, play_episodes
 from agents.sb3_policy import policy_of as sb3_policy_of
 from ram_env.wrappers import check_graded_answer
@@ -198,18 +198,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no run config at {path}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if (
-        not isinstance(config, dict)
-        or config.get("learner") != "rllib"
-        or not {"env", "hyperparameters"} <= set(config)
-    ):
-        raise ValueError(f"{path} is not an RLlib run config (needs 'learner': 'rllib', 'env' and 'hyperparameters')")
+    config = read_config(path, "an RLlib", ("learner", "env", "hyperparameters"))
+    if config["learner"] != "rllib":
+        raise ValueError(f"{path} is not an RLlib run config (its 'learner' is {config['learner']!r})")
     return config
 
 

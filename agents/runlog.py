@@ -11,6 +11,7 @@ env steps summed over all envs (an episode of the RAM tasks is ``n_glimpses`` st
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -115,3 +116,21 @@ def summary(algo: str, run_dir: Path, timesteps: int, session_seconds: float, **
         "train_accuracy": m["train_accuracy"][-1],
         **{name: str(path) for name, path in paths.items()},
     }
+
+
+def read_config(path: Path, learner: str, needs: tuple[str, ...]) -> dict:
+    """A run folder's ``config.json`` with the keys ``needs``; a clear error where it is missing or not one.
+
+    FileNotFoundError where there is no file, ValueError (naming ``learner``'s run config) where it is not JSON or
+    lacks a key.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not set(needs) <= set(config):
+        names = ", ".join(f"'{key}'" for key in needs[:-1]) + f" and '{needs[-1]}'"
+        raise ValueError(f"{path} is not {learner} run config (needs {names})")
+    return config

@@ -70,7 +70,7 @@ import numpy as np
 import stable_baselines3
 import torch
 
-from agents.runlog import RunLog, read_rows, summary
+from agents.runlog import RunLog, read_config, read_rows, summary
 from agents.sb3_algos import (
     ALGOS,
     DEFAULT_N_ENVS,
@@ -372,14 +372,7 @@ def _learn(config, algo, env_kwargs, run_dir: Path, device, resume, tensorboard,
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no run config at {path}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or not {"algo", "env", "hyperparameters"} <= set(config):
-        raise ValueError(f"{path} is not an SB3 run config (needs 'algo', 'env' and 'hyperparameters')")
+    config = read_config(path, "an SB3", ("algo", "env", "hyperparameters"))
     if config["algo"] not in ALGOS:
         raise ValueError(f"{path} names unknown algo {config['algo']!r}; known: {', '.join(ALGOS)}")
     return config
