@@ -1,6 +1,6 @@
 """One exp1 epoch end to end: ``train_agent.py`` against the reference implementation's own ``train.py``.
 
-    python bench/bench_epoch.py --reference DIR [--rounds 2] [--threads 1] [--precision fp32] [--data-dir DIR]
+    python bench/bench_epoch.py --reference DIR [--rounds 2] [--threads 1] [--precision fp32,bf16] [--data-dir DIR]
 
 ``DIR`` is a checkout of the reference (github.com/bentrevett/recurrent-attention-model; its code is not part of
 this project). Both run the reference's exp1 command line with one epoch, each as its own process, one after the
@@ -15,7 +15,7 @@ Ours: 55,000 training images at batch 512, validation on 5,000 with one rollout 
 with ten rollouts and with one. Everything each process does counts: start-up, reading the data, training,
 scoring. Both get ``--threads`` torch threads (``OMP_NUM_THREADS``; ours also ``--threads``). Printed: wall clock
 and the child's CPU time (on a shared machine the CPU time is the steadier of the two), and their ratios.
-Without ``--reference`` only ours is timed.
+Without ``--reference`` only ours is timed. ``--precision fp32,bf16`` times ours at each precision in every round.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("--reference", type=Path, help="a checkout of the reference implementation")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--precision", default="fp32", help="ours: --precision (fp32 or bf16)")
+    p.add_argument("--precision", default="fp32", help="ours: --precision, or several, comma-separated (fp32,bf16)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("RAM_DATA_DIR", "data")))
     args = p.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "RAM_DATA_DIR": str(args.data_dir.resolve())}
@@ -74,18 +74,20 @@ def main() -> None:
             folder = reference_folder(args.reference, args.data_dir, work)
             runs["reference train.py"] = ([sys.executable, "train.py", *EXP1], folder)
         ours = [sys.executable, str(ROOT / "train_agent.py"), *EXP1, "--no-gif", "--no-tensorboard"]
-        runs["train_agent.py"] = (ours + ["--threads", str(args.threads), "--precision", args.precision], ROOT)
+        for precision in args.precision.split(","):
+            flags = ["--threads", str(args.threads), "--precision", precision]
+            runs[f"train_agent.py {precision}"] = (ours + flags, ROOT)
         wall, cpu = {}, {}  # the best round of each
         for k in range(args.rounds):
-            for name, (command, cwd) in runs.items():
-                out = ["--out", str(work / f"ours-{k}")] if name == "train_agent.py" else []
-                w, c = timed(command + out, cwd, env, work / f"{name.split()[0]}-{k}.log")
-                print(f"round {k + 1}: {name:<19} {w:6.1f} s wall  {c:6.1f} s CPU", flush=True)
+            for i, (name, (command, cwd)) in enumerate(runs.items()):
+                out = ["--out", str(work / f"ours-{k}-{i}")] if name.startswith("train_agent.py") else []
+                w, c = timed(command + out, cwd, env, work / f"{name.replace(' ', '-')}-{k}.log")
+                print(f"round {k + 1}: {name:<23} {w:6.1f} s wall  {c:6.1f} s CPU", flush=True)
                 wall[name], cpu[name] = min(wall.get(name, w), w), min(cpu.get(name, c), c)
-        if args.reference:
-            ref, us = "reference train.py", "train_agent.py"
+        ref = "reference train.py"
+        for us in (name for name in runs if args.reference and name != ref):
             print(
-                f"one exp1 epoch end to end, ours against the reference: {wall[ref] / wall[us]:.2f}x wall clock, "
+                f"one exp1 epoch end to end, {us} against the reference: {wall[ref] / wall[us]:.2f}x wall clock, "
                 f"{cpu[ref] / cpu[us]:.2f}x CPU time (best of {args.rounds} rounds, {args.threads} thread(s) each)"
             )
 
