@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import checkpoint
+from agents import checkpoint, run_scores
 from agents.ram import RAMConfig, RecurrentAttentionModel
 from agents.runlog import METRICS, read_metrics
 from agents.training import config as training_config
@@ -227,13 +227,33 @@ def test_resume_continues_the_same_run(data_dir, tmp_path, monkeypatch, device, 
 def test_bf16_falls_back_to_fp32_with_one_line_on_a_device_without_it(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(training_config, "bf16_native", lambda device: False)
     loop.train(small_config(data_dir, n_epochs=1, precision="bf16"), tmp_path / "run")
-    assert "--precision bf16: this CPU (no AVX512-BF16 or AMX) has no bfloat16 arithmetic" in capsys.readouterr().out
+    assert (
+        "--precision bf16: this CPU (no AVX512-BF16 or AMX) has no bfloat16 arithmetic, so the network runs in fp32"
+        in capsys.readouterr().out
+    )
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
     # where the device has it, or does not say, the step keeps bf16
     for native in (True, None):
         monkeypatch.setattr(training_config, "bf16_native", lambda device, native=native: native)
         config = small_config(data_dir, precision="bf16")
-        assert training_config.step_precision(config, torch.device("cpu")) == ("bf16", None)
+        assert training_config.precision_on(config, torch.device("cpu")) == ("bf16", None)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_val_and_test_are_scored_in_the_runs_precision(data_dir, tmp_path, monkeypatch, precision):
+    monkeypatch.setattr(training_config, "bf16_native", lambda device: True)
+    under = []  # whether each scoring ran under bf16 autocast
+    real_score = scoring.score
+
+    def recording_score(*args, **kwargs):
+        under.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score", recording_score)
+    config = small_config(data_dir, n_epochs=1, precision=precision)
+    loop.train(config, tmp_path / "run")  # val, through evaluate -> score
+    run_scores.score_ram(tmp_path / "run", "test", None, 20, 2, 0, False, "cpu")  # evaluate.py's path
+    assert len(under) == 3 and set(under) == {precision == "bf16"}
 
 
 def test_bf16_native_reads_the_cpu_flags(monkeypatch, tmp_path):

@@ -54,8 +54,8 @@ class TrainConfig:
     eval_batch: int = 1000
     train_images: int | None = None  # train on the first N training images only (quick experiments, tests)
     tensorboard: bool = True  # also write TensorBoard events to the run folder
-    # the training step's arithmetic: "fp32", or "bf16" (autocast: matmuls and convolutions in bfloat16, the rest
-    # and the weights in float32; scoring stays fp32). About 1.5x faster on a CPU with AVX512-BF16 (bench/bench_step.py)
+    # the network's arithmetic in training and scoring: "fp32", or "bf16" (autocast: matmuls and convolutions in
+    # bfloat16; the weights, heads and losses in float32). About 1.6x faster on a CPU with AVX512-BF16 (bench/)
     precision: str = "fp32"
     # the data it was trained on: {"name": ..., "train"/"val"/"test": fingerprint}; filled in when training starts
     data: dict[str, Any] = field(default_factory=dict)
@@ -112,19 +112,20 @@ def bf16_native(device: torch.device) -> bool | None:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def step_precision(config: TrainConfig, device: torch.device) -> tuple[str, str | None]:
-    """The precision the training step takes on ``device``, and why it is not ``config.precision`` (or None).
+def precision_on(config: TrainConfig, device: torch.device) -> tuple[str, str | None]:
+    """The precision the run's network takes on ``device``, and why it is not ``config.precision`` (or None).
 
     bf16 falls back to fp32 on a device known to lack bfloat16 arithmetic: there it would be slower, not faster.
     """
     if config.precision == "bf16" and bf16_native(device) is False:
         what = "this GPU" if device.type == "cuda" else "this CPU (no AVX512-BF16 or AMX)"
-        return "fp32", f"--precision bf16: {what} has no bfloat16 arithmetic, so the step runs in fp32"
+        return "fp32", f"--precision bf16: {what} has no bfloat16 arithmetic, so the network runs in fp32 here"
     return config.precision, None
 
 
 def autocast(config: TrainConfig, device) -> torch.autocast:
-    """The training step's precision (``config.precision``) as an autocast context on ``device``."""
+    """The run's precision (``config.precision``) as an autocast context on ``device``: its training step and its
+    scoring run under it, so that a bf16 run's val and test errors are those of the network it trains."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 

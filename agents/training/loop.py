@@ -26,9 +26,9 @@ from agents.training.config import (
     data_record,
     make_envs,
     make_model,
+    precision_on,
     resolve_device,
     resolve_env_device,
-    step_precision,
 )
 from agents.training.policy import write_gif
 from agents.training.report import print_main, report_epoch
@@ -78,7 +78,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
         raise ValueError(
             f"batch_size {config.batch_size} is split over {world} processes: make it a multiple of {world}"
         )
-    config.precision, why = step_precision(config, device)  # config.json records what the step really ran in
+    config.precision, why = precision_on(config, device)  # config.json records what the run really ran in
     if why:
         print_main(why)
     torch.manual_seed(config.seed)

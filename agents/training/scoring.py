@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from agents import distributed
 from agents.ram import RecurrentAttentionModel
-from agents.training.config import TrainConfig, check_data, check_fits, make_envs
+from agents.training.config import TrainConfig, autocast, check_data, check_fits, make_envs
 from agents.training.policy import BatchPolicy
 
 
@@ -188,12 +188,13 @@ def evaluate_split(
     per_step: bool = False,
 ) -> Scores:
     """:func:`score` on every image of ``split`` of the run's task, in batches of :data:`EVAL_CHUNK` images, with
-    episodes on ``env_device`` (None: the numpy backend; the scores are the same)."""
+    episodes on ``env_device`` (None: the numpy backend; the scores are the same), in the run's precision."""
     rollouts = rollouts or config.test_rollouts
     envs = make_envs(config, split, EVAL_CHUNK * rollouts, env_device)
     check_fits(model, envs)
     check_data(config, envs, split)
-    scores = score(model, envs, rollouts, device, limit, seed, progress, sample, per_step)
+    with autocast(config, device):
+        scores = score(model, envs, rollouts, device, limit, seed, progress, sample, per_step)
     envs.close()
     return scores
 
@@ -207,5 +208,6 @@ def error_with_interval(correct: np.ndarray) -> tuple[float, float, float]:
 
 
 def score_val(model: RecurrentAttentionModel, val_envs, config: TrainConfig, device) -> float:
-    """Percent of val images misclassified, scored over ``config.val_rollouts`` rollouts."""
-    return 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
+    """Percent of val images misclassified, scored over ``config.val_rollouts`` rollouts in the run's precision."""
+    with autocast(config, device):
+        return 100 * (1 - float(evaluate(model, val_envs, config.val_rollouts, device).mean()))
