@@ -63,7 +63,9 @@ class GlimpseVectorEnv(VectorEnv):
     alone starts a new one (its action is ignored, though validated; reward 0, not terminated, not
     truncated; the observation is the new episode's first, and ``infos["index"]`` says its image), while the
     other envs step as usual. Calling ``reset()`` at any time is also fine, which is what a learner that
-    works in whole episodes does.
+    works in whole episodes does. With ``autoreset_mode=AutoresetMode.DISABLED`` (Gymnasium's other mode, the one
+    TorchRL prefers) no env restarts by itself: the client resets the ended ones with ``reset_mask``, and stepping
+    an env whose episode has ended is an error.
 
     ``reset(options={"indices": idx})`` puts image ``idx[k]`` in env ``k`` (evaluation: visit a split
     in chunks of ``num_envs``); ``options={"reset_mask": mask}`` resets only the masked envs (with
@@ -77,6 +79,7 @@ class GlimpseVectorEnv(VectorEnv):
     :param num_envs: number of episodes in the batch
     :param render_mode: ``"rgb_array"`` returns the frames of all envs tiled in a grid
     :param device: None for numpy arrays, else the torch device of every array (``"cpu"``, ``"cuda"``, ...)
+    :param autoreset_mode: ``AutoresetMode.NEXT_STEP`` (the default) or ``AutoresetMode.DISABLED``
     :param kwargs: the task arguments of :class:`~ram_env.env.GlimpseEnv`
     """
 
@@ -86,9 +89,19 @@ class GlimpseVectorEnv(VectorEnv):
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, device=None, **kwargs: Any):
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        device=None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        **kwargs: Any,
+    ):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        # an attribute as well as metadata, as on Gymnasium's own vector envs: clients (TorchRL) read either
+        self.autoreset_mode = check_autoreset_mode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         images, labels = kwargs.pop("images", None), kwargs.pop("labels", None)
@@ -173,6 +186,11 @@ class GlimpseVectorEnv(VectorEnv):
             raise RuntimeError("step() called before reset()")
         location, label, stop = task.check_action(*task.split_action(actions, "actions"))
         restart = task.done.copy()  # envs that answered last step; _start clears task.done
+        if restart.any() and self.autoreset_mode == AutoresetMode.DISABLED:
+            raise RuntimeError(
+                f"envs {np.flatnonzero(restart).tolist()} ended their episodes and autoreset_mode is DISABLED: reset "
+                "them first with reset(options={'reset_mask': mask})"
+            )
         if not restart.any():  # the common case: every env takes its step
             rewards, terminated = task.step(None, location, label, stop)
             self._record(self._all, ~terminated)
@@ -255,3 +273,16 @@ class GlimpseVectorEnv(VectorEnv):
                 for i in range(self.num_envs)
             ]
         )
+
+
+def check_autoreset_mode(mode) -> AutoresetMode:
+    """``mode`` as an AutoresetMode the vector env plays, or a ValueError naming the two it does."""
+    try:
+        known = AutoresetMode(mode)
+    except ValueError:
+        known = None
+    if known not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+        raise ValueError(
+            f"autoreset_mode must be AutoresetMode.NEXT_STEP (the default) or AutoresetMode.DISABLED, got {mode!r}"
+        )
+    return known

@@ -46,7 +46,17 @@ def test_serial_env_batches_the_single_envs(data_dir):
     raises=ValueError,
     strict=True,
     reason="TorchRL 0.14 leaves the Composite spec of a batched Dict action space unbatched (any env with a Dict "
-    "action fails the same way); when this passes, GymEnv(id, num_envs=N) works and the README's table should say so",
+    "action fails the same way); when this passes, the native vector env works under TorchRL and the README's table "
+    "should say so",
 )
 def test_gym_wrapper_takes_the_native_vector_env(data_dir):
-    GymWrapper(gym.make_vec("RAM/MNIST-v0", 2, vectorization_mode="vector_entry_point", data_dir=data_dir))
+    # DISABLED: TorchRL's GymWrapper takes vector envs that leave restarts to it (or restart on the same step)
+    mode = gym.vector.AutoresetMode.DISABLED
+    GymWrapper(
+        gym.make_vec("RAM/MNIST-v0", 2, vectorization_mode="vector_entry_point", data_dir=data_dir, autoreset_mode=mode)
+    )
+
+
+def test_gym_wrapper_refuses_the_default_next_step_autoreset_in_its_own_words(data_dir):
+    with pytest.raises(RuntimeError, match="auto-reset mode must be one of SAME_STEP or DISABLED"):
+        GymWrapper(gym.make_vec("RAM/MNIST-v0", 2, vectorization_mode="vector_entry_point", data_dir=data_dir))

@@ -87,7 +87,7 @@ def test_episode_rewards_and_infos(venv):
 
 
 def test_next_step_autoreset(venv):
-    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    assert venv.metadata["autoreset_mode"] == venv.autoreset_mode == gym.vector.AutoresetMode.NEXT_STEP
     venv.reset(seed=0)
     for _ in range(TASK["n_glimpses"]):
         obs, rewards, terminated, *_ = venv.step(acts(4))
@@ -106,6 +106,34 @@ def test_next_step_autoreset(venv):
     for t in range(TASK["n_glimpses"]):
         terminated = venv.step(acts(4))[2]
     assert terminated.all()
+
+
+def test_disabled_autoreset_leaves_restarts_to_the_client(data_dir):
+    venv = gym.make_vec(
+        "RAM/MNIST-v0", 4, vectorization_mode="vector_entry_point", data_dir=data_dir, autoreset_mode="Disabled"
+    )
+    assert venv.metadata["autoreset_mode"] == venv.autoreset_mode == gym.vector.AutoresetMode.DISABLED
+    assert GlimpseVectorEnv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP  # the class keeps its own
+    venv.reset(seed=0)
+    n_glimpses = venv.unwrapped.config.n_glimpses
+    for _ in range(n_glimpses):
+        terminated = venv.step(acts(4))[2]
+    assert terminated.all()
+    with pytest.raises(RuntimeError, match=r"envs \[0, 1, 2, 3\] ended .* reset them first with reset\(options="):
+        venv.step(acts(4))
+    mask = np.array([True, False, True, False])
+    venv.reset(options={"reset_mask": mask})
+    with pytest.raises(RuntimeError, match=r"envs \[1, 3\] ended"):
+        venv.step(acts(4))
+    venv.reset(options={"reset_mask": ~mask})
+    _, rewards, terminated, _, _ = venv.step(acts(4))  # every env steps its new episode's first glimpse
+    assert not terminated.any() and (venv.unwrapped.task.t == 2).all()  # one glimpse at the reset, one now
+
+
+@pytest.mark.parametrize("mode", [gym.vector.AutoresetMode.SAME_STEP, "sometimes"])
+def test_unplayable_autoreset_mode_is_refused_in_one_line(data_dir, mode):
+    with pytest.raises(ValueError, match="autoreset_mode must be AutoresetMode.NEXT_STEP .* or AutoresetMode.DISABLED"):
+        GlimpseVectorEnv(num_envs=2, data_dir=data_dir, autoreset_mode=mode)
 
 
 def test_reset_mask_and_episodes_out_of_phase(venv):
