@@ -9,7 +9,6 @@ deterministic episode per image.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -78,15 +77,12 @@ def score_run(
 
 def score_ram(checkpoint, split, data_dir, limit, test_rollouts, seed, per_step, device, digit_size=None):
     """:func:`score_run` of a RAM agent's checkpoint (or run folder)."""
-    from agents.training.config import precision_on, resolve_device, resolve_env_device
+    from agents.training.config import resolve_device, resolve_env_device
     from agents.training.run_state import load_model
     from agents.training.scoring import evaluate_split
 
     device = resolve_device(device)
     model, config = load_model(checkpoint, device)
-    config.precision, why = precision_on(config, device)  # a bf16 run is scored in bf16 where the device has it
-    if why:
-        print(why, file=sys.stderr)
     if per_step and model.config.halting:
         raise UsageError("--per-step scores a fixed-budget agent; this one (answer=any_step) answers when it stops")
     if data_dir:

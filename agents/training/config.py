@@ -125,7 +125,8 @@ def precision_on(config: TrainConfig, device: torch.device) -> tuple[str, str | 
 
 def autocast(config: TrainConfig, device) -> torch.autocast:
     """The run's precision (``config.precision``) as an autocast context on ``device``: its training step and its
-    scoring run under it, so that a bf16 run's val and test errors are those of the network it trains."""
+    scoring run under it, so that a bf16 run's val and test errors are those of the network it trains. Scoring keeps
+    bf16 even where the device only emulates it: the same figures on every machine, if slower there."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
