@@ -124,6 +124,8 @@ def test_ctrl_c_or_sigterm_prints_the_command_that_continues_the_run(stop, data_
         text=True,
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # as from a terminal: a test run started in the background (`&`) would hand the child an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert p.stdout.readline().startswith("training the RAM agent")
     p.send_signal(stop)  # during the first epoch, or before it

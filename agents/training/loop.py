@@ -66,6 +66,20 @@ def update(
     return loss.item(), reward, glimpses
 
 
+def join(config: TrainConfig) -> tuple[torch.device, int]:
+    """This process's device and the number of processes training (torchrun's, else 1); the run's precision set to
+    what the device takes, in ``config`` (hence in config.json), with a line where bf16 falls back to fp32."""
+    device, world = distributed.setup(config.device), distributed.world_size()
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch_size {config.batch_size} is split over {world} processes: make it a multiple of {world}"
+        )
+    config.precision, why = precision_on(config, device)
+    if why:
+        print_main(why)
+    return device, world
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train, writing ``config.json``, ``metrics.csv``, ``last.pt`` and ``best.pt`` (lowest val error) to ``run_dir``.
 
@@ -73,14 +87,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str,
     larger ``n_epochs`` than the run was started with extends it (the cosine schedule stretched).
     Under torchrun every rank calls this; rank 0 alone writes and prints.
     """
-    run_dir, device, world = Path(run_dir), distributed.setup(config.device), distributed.world_size()
-    if config.batch_size % world:
-        raise ValueError(
-            f"batch_size {config.batch_size} is split over {world} processes: make it a multiple of {world}"
-        )
-    config.precision, why = precision_on(config, device)  # config.json records what the run really ran in
-    if why:
-        print_main(why)
+    run_dir, (device, world) = Path(run_dir), join(config)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)  # the epochs' image orders: the same on every rank
     on = resolve_env_device(config, device)
