@@ -207,8 +207,8 @@ def add_agent_flags(agent, add) -> None:
     env_help = "where episodes live: auto (the torch backend on a GPU --device, numpy on a CPU), numpy, or a device"
     add(agent, "env_device", env_help)
     precision_help = (
-        "the training step's arithmetic: bf16 autocasts matmuls and convolutions (scoring stays fp32); it falls back to "
-        "fp32 on a device without bfloat16 arithmetic"
+        "the network's arithmetic: bf16 autocasts matmuls and convolutions in training and scoring (a fp32 run is "
+        "scored in fp32); training falls back to fp32 on a device without bfloat16 arithmetic"
     )
     add(agent, "precision", precision_help, choices=list(PRECISIONS))
 
