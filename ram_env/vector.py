@@ -105,7 +105,7 @@ class GlimpseVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         images, labels = kwargs.pop("images", None), kwargs.pop("labels", None)
-        owner, also = "GlimpseVectorEnv.__init__", "num_envs, render_mode, device"
+        owner, also = "GlimpseVectorEnv.__init__", "num_envs, render_mode, device, autoreset_mode"
         config = TaskConfig.from_kwargs({**kwargs, "images": images}, owner, also)
         self.xp = xp = get_backend(device)
         self.device = xp.device

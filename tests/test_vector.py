@@ -285,7 +285,7 @@ def test_bad_calls_raise(venv):
             dict(num_envs=2, foo=1),
             TypeError,
             r"^GlimpseVectorEnv.__init__\(\) got an unexpected keyword argument 'foo'; "
-            r"the arguments of a RAM environment are dataset, .* and num_envs, render_mode, device$",
+            r"the arguments of a RAM environment are dataset, .* and num_envs, render_mode, device, autoreset_mode$",
         ),
         (
             dict(num_envs=2, patch_size=70, translated_size=60),
