@@ -256,6 +256,15 @@ def test_val_and_test_are_scored_in_the_runs_precision(data_dir, tmp_path, monke
     assert len(under) == 3 and set(under) == {precision == "bf16"}
 
 
+def test_a_bf16_run_resumed_without_bfloat16_says_why_in_one_line(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(training_config, "bf16_native", lambda device: True)
+    config = small_config(data_dir, n_epochs=2, precision="bf16")
+    loop.train(replace(config, max_minutes=1e-9), tmp_path / "run")
+    monkeypatch.setattr(training_config, "bf16_native", lambda device: False)
+    with pytest.raises(checkpoint.CheckpointError, match="trained in bf16 and this run would be fp32: resume it with"):
+        loop.train(replace(config, precision="bf16"), tmp_path / "run", resume=True)
+
+
 def test_bf16_native_reads_the_cpu_flags(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     monkeypatch.setattr(training_config, "CPUINFO", str(cpuinfo))

@@ -112,6 +112,12 @@ def resume_run(
 
 def check_resumable(run_dir: Path, state: dict, config: TrainConfig) -> None:
     """Refuse, with one clear line, a resume that could not end where the uninterrupted run would."""
+    trained_in = state["config"].get("precision", "fp32")
+    if trained_in != config.precision:  # asked for, or a bf16 run on a device without bfloat16 (loop.join)
+        raise checkpoint.CheckpointError(
+            f"{run_dir}/last.pt was trained in {trained_in} and this run would be {config.precision}: resume it with "
+            f"--precision {trained_in}, on a device with bfloat16 arithmetic if that is bf16"
+        )
     if trajectory(state["config"]) != trajectory(asdict(config)):
         raise checkpoint.CheckpointError(
             f"{run_dir}/last.pt was trained with another config; resume with the same flags or start a new --out"
