@@ -84,8 +84,26 @@ def table(points: list[Point]) -> str:
     return "\n".join(lines)
 
 
+def by_setting(points: list[Point]) -> dict[tuple, list[Point]]:
+    """The runs grouped by agent and budget: seeds of one setting share a key, ``(kind, cost or glimpses)``."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.kind, p.glimpse_cost if p.kind == "stop" else round(p.glimpses)), []).append(p)
+    return groups
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+
+
 def figure(points: list[Point], paper: dict[int, float] | None, title: str):
-    """Error against mean glimpses: one line per kind of agent and protocol, the paper's budgets as crosses."""
+    """Error against mean glimpses: one line per kind of agent and protocol, the paper's budgets as crosses.
+
+    Seeds of one setting (the same agent and budget) are one point at their mean, with bars of one standard
+    deviation, so that a line joins settings, never seeds.
+    """
     import matplotlib
     import matplotlib.ticker
 
@@ -93,17 +111,30 @@ def figure(points: list[Point], paper: dict[int, float] | None, title: str):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    groups = by_setting(points)
     for kind, color in (("fixed", "tab:blue"), ("stop", "tab:orange")):
-        group = sorted((p for p in points if p.kind == kind), key=lambda p: p.glimpses)
-        if not group:
+        settings = [(key, g) for key, g in groups.items() if key[0] == kind]
+        settings.sort(key=lambda item: _spread([p.glimpses for p in item[1]])[0])  # a line left to right
+        if not settings:
             continue
         name = "fixed budget" if kind == "fixed" else "learned stop"
-        ax.plot([p.glimpses for p in group], [p.error for p in group], "o-", color=color, label=f"{name}, M=10")
-        m1 = dict(color=color, mfc="none", label=f"{name}, M=1")
-        ax.plot([p.glimpses_m1 for p in group], [p.error_m1 for p in group], "o--", **m1)
-        if kind == "stop":
-            for p in group:
-                ax.annotate(f"{p.glimpse_cost:g}", (p.glimpses, p.error), textcoords="offset points", xytext=(4, 4))
+        for fields, style, label in (("glimpses error", "o-", "M=10"), ("glimpses_m1 error_m1", "o--", "M=1")):
+            x, y = zip(*([_spread([getattr(p, f) for p in g]) for f in fields.split()] for _, g in settings))
+            face = dict(mfc="none") if label == "M=1" else {}
+            ax.errorbar(
+                [m for m, _ in x],
+                [m for m, _ in y],
+                xerr=[s for _, s in x],
+                yerr=[s for _, s in y],
+                fmt=style,
+                color=color,
+                capsize=2,
+                label=f"{name}, {label}",
+                **face,
+            )
+            if kind == "stop" and label == "M=10":
+                for ((_, cost), _), (gx, _), (gy, _) in zip(settings, x, y):
+                    ax.annotate(f"{cost:g}", (gx, gy), textcoords="offset points", xytext=(4, 4))
     if paper:
         ax.plot(list(paper), list(paper.values()), "kx", ms=8, label="paper (fixed budget)")
     ax.set_xlabel("glimpses per image (mean)")

@@ -48,3 +48,22 @@ def test_a_folder_without_a_checkpoint_is_one_clear_error(tmp_path, capsys):
     assert err == [
         f"python -m agents.tradeoff: error: {tmp_path}: no best.pt there; give RAM run folders or their .pt checkpoints"
     ]
+
+
+def point(kind, cost, glimpses, error, seed):
+    return tradeoff.Point(f"runs/{kind}-{cost}/seed{seed}", kind, cost, 10, glimpses, error, glimpses, error + 1)
+
+
+def test_the_figure_pools_seeds_of_one_setting_into_one_point_with_its_spread():
+    points = [point("fixed", 0.0, 6.0, e, s) for s, e in enumerate((0.8, 0.9, 1.0))]
+    points += [point("stop", 0.01, g, e, s) for s, (g, e) in enumerate(((3.4, 1.0), (3.6, 1.2)))]
+    points += [point("stop", 0.005, 5.0, 0.95, 1)]
+    ax = tradeoff.figure(points, None, "seeds").axes[0]
+    (fixed, fixed_m1, stop, stop_m1) = ax.containers  # one errorbar line per kind and protocol
+    assert list(fixed.lines[0].get_xdata()) == [6.0]
+    assert list(fixed.lines[0].get_ydata()) == pytest.approx([0.9])
+    assert list(fixed_m1.lines[0].get_ydata()) == pytest.approx([1.9])
+    assert list(stop.lines[0].get_xdata()) == pytest.approx([3.5, 5.0])  # two settings: the seeds pooled, not joined
+    assert list(stop.lines[0].get_ydata()) == pytest.approx([1.1, 0.95])
+    y_bars = fixed.lines[2][-1].get_segments()  # the vertical bar: mean ± one standard deviation (0.1)
+    assert [seg[:, 1].tolist() for seg in y_bars] == [pytest.approx([0.8, 1.0])]
