@@ -47,7 +47,8 @@ class RAMConfig:
     halting: bool = False  # a stop head (the task's answer="any_step"); set from the env's action space
     n_objects: int = 1  # classifier heads, read out in sequence (K labels); set from the env's action space
     point: bool = False  # a point head (the task's target="location"); set from the env's action space
-    n_glimpses: int = 0  # the task's: where K heads read the core (readout_steps); set with n_objects > 1
+    summed: int = 0  # target="sum": K digit heads read in sequence, the answer their sum; set from the task
+    n_glimpses: int = 0  # the task's: where K heads read the core (readout_steps); set with several heads
 
     def __post_init__(self):
         self.glimpse_shape = tuple(self.glimpse_shape)
@@ -55,13 +56,32 @@ class RAMConfig:
             raise ValueError(f"core must be 'rnn' or 'lstm', got {self.core!r}")
         if self.glimpse_net not in ("mlp", "conv"):
             raise ValueError(f"glimpse_net must be 'mlp' or 'conv', got {self.glimpse_net!r}")
-        if self.n_objects > 1 and self.n_glimpses < self.n_objects:
-            raise ValueError(f"{self.n_objects} heads need at least as many glimpses, got n_glimpses={self.n_glimpses}")
+        if self.summed and (self.n_classes - 1) % self.summed:
+            raise ValueError(
+                f"a sum of {self.summed} digits has a multiple of {self.summed} plus 1 classes, not {self.n_classes}"
+            )
+        if self.heads > 1 and self.n_glimpses < self.heads:
+            raise ValueError(f"{self.heads} heads need at least as many glimpses, got n_glimpses={self.n_glimpses}")
         if not self.std > 0:
             raise ValueError(f"std must be positive, got {self.std}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def heads(self) -> int:
+        """Classifier heads: one per digit (K labels, or the K digits of a sum), else one."""
+        return self.summed or self.n_objects
+
+    @property
+    def head_classes(self) -> int:
+        """Classes of each head: a digit's for a sum (``K (d - 1) + 1`` sum classes from ``d``), else the answer's."""
+        return (self.n_classes - 1) // self.summed + 1 if self.summed else self.n_classes
+
+    @property
+    def in_sequence(self) -> bool:
+        """The answer is built over the episode (:class:`Readout`): several heads read in turn, or a point."""
+        return self.heads > 1 or self.point
 
 
 class RecurrentAttentionModel(nn.Module):
@@ -80,7 +100,7 @@ class RecurrentAttentionModel(nn.Module):
         else:
             self.core = nn.RNNCell(c.core_hidden, c.core_hidden, nonlinearity="relu")
         self.locator = nn.Linear(c.core_hidden, 2)
-        self.classifier = nn.Linear(c.core_hidden, c.n_objects * c.n_classes)  # K heads side by side
+        self.classifier = nn.Linear(c.core_hidden, c.heads * c.head_classes)  # K heads side by side
         self.baseliner = nn.Linear(c.core_hidden, 1)
         if c.point:  # made after the paper's layers: a one-label network draws the same initial weights
             self.pointer = nn.Linear(c.core_hidden, 2)
@@ -110,7 +130,7 @@ class RecurrentAttentionModel(nn.Module):
         read-out of ``h_t`` alone cannot form that confidence, which is what deciding to answer turns on.
         """
         with torch.no_grad():  # the stop head's losses must not move the classifier
-            logp = float32_head(self.classifier, h).log_softmax(-1)
+            logp = self.classify(h).log_softmax(-1)
             sure = torch.cat([logp.max(-1, keepdim=True).values, -(logp.exp() * logp).sum(-1, keepdim=True)], -1)
         return Bernoulli(
             logits=float32_head(self.stopper, torch.cat([h.detach().float(), sure], -1)).squeeze(-1),
@@ -121,15 +141,41 @@ class RecurrentAttentionModel(nn.Module):
         return float32_head(self.baseliner, h.detach()).squeeze(-1)
 
     def classify(self, h: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        """Class logits ``(B, n_classes)``; with several heads, head ``k``'s (None: all, ``(B, K, n_classes)``)."""
-        if self.config.n_objects == 1:
+        """Class logits ``(B, n_classes)``; with several heads, head ``k``'s (None: all, ``(B, K, n_classes)``);
+        for a sum, the sum's log-probabilities from every head at this step."""
+        c = self.config
+        if c.heads == 1:
             return float32_head(self.classifier, h)
-        logits = float32_head(self.classifier, h).view(len(h), self.config.n_objects, self.config.n_classes)
+        logits = self.head_logits(h)
+        if c.summed:
+            return sum_logits(logits)
         return logits if k is None else logits[:, k]
+
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Every head's logits ``(B, heads, head_classes)``."""
+        return float32_head(self.classifier, h).view(len(h), self.config.heads, self.config.head_classes)
 
     def point(self, h: torch.Tensor) -> torch.Tensor:
         """Where the digit is: a location ``(B, 2)`` in [-1, 1] (needs ``point``)."""
         return torch.tanh(float32_head(self.pointer, h))
+
+
+def sum_logits(digits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``(B, K (d - 1) + 1)`` of the sum of K digits drawn from the heads' ``(B, K, d)`` logits.
+
+    The sum's distribution is the convolution of the digits' (each head read as an independent digit), so a sum
+    target trains K digit classifiers through the sum alone: a plain head of ``9K + 1`` classes, which must learn
+    the addition as well, stayed at the commonest sum here (results/notes.md).
+    """
+    logp = digits.log_softmax(-1)
+    total, d = logp[:, 0], digits.shape[-1]
+    for k in range(1, digits.shape[1]):
+        s = total.shape[-1]
+        where = torch.arange(s, device=digits.device)[:, None] + torch.arange(d, device=digits.device)  # a + b
+        into = where[..., None] == torch.arange(s + d - 1, device=digits.device)  # (s, d, s + d - 1)
+        pairs = (total[:, :, None] + logp[:, k, None, :])[..., None]  # log p(so far = a) + log p(digit = b)
+        total = pairs.masked_fill(~into, float("-inf")).logsumexp((1, 2))
+    return total
 
 
 def readout_steps(n_glimpses: int, n_objects: int) -> list[int]:
@@ -149,19 +195,21 @@ class Readout:
     """
 
     def __init__(self, model: "RecurrentAttentionModel"):
-        self.model, self.steps = model, readout_steps(model.config.n_glimpses, model.config.n_objects)
-        self.logits = None
+        self.model, self.steps = model, readout_steps(model.config.n_glimpses, model.config.heads)
+        self.logits = self.heads = None
 
     def step(self, t: int, h: torch.Tensor) -> torch.Tensor:
         model = self.model
-        if model.config.point:
+        config = model.config
+        if config.point:
             self.logits = model.point(h)
-        elif model.config.n_objects == 1 or self.logits is None:
+        elif config.heads == 1:
             self.logits = model.classify(h)
         else:
-            now = model.classify(h)
+            now = model.head_logits(h)
             keep = torch.tensor([t > s for s in self.steps], device=h.device)[None, :, None]
-            self.logits = torch.where(keep, self.logits, now)
+            self.heads = now if self.heads is None else torch.where(keep, self.heads, now)
+            self.logits = sum_logits(self.heads) if config.summed else self.heads
         return self.logits
 
     def answer(self) -> torch.Tensor:

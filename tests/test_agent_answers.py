@@ -1,12 +1,13 @@
 """The RAM agent on other answers: K heads read out in sequence, a point head, scoring, checkpoints, flags."""
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from agents.ram import RAMConfig, Readout, RecurrentAttentionModel, readout_steps
+from agents.ram import RAMConfig, Readout, RecurrentAttentionModel, readout_steps, sum_logits
 from agents.training import loop, rollout, run_state, scoring
 from agents.training.config import TrainConfig, make_envs, make_model
 from agents.training.policy import BatchPolicy
@@ -50,6 +51,38 @@ def test_a_head_keeps_what_it_read_while_the_core_runs_on():
     assert torch.equal(logits[:, 0], model.classify(hs[1], 0))  # head 0 read step 1 (readout_steps(4, 2) == [1, 3])
     assert torch.equal(logits[:, 1], model.classify(hs[3], 1))
     assert readout.answer().shape == (3, 2)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sum_logits_are_the_log_probabilities_of_the_digits_sum(k):
+    torch.manual_seed(k)
+    digits = torch.randn(4, k, 10)
+    p = digits.softmax(-1)
+    expected = torch.zeros(4, 9 * k + 1)
+    for combo in itertools.product(range(10), repeat=k):  # every way to draw the K digits
+        expected[:, sum(combo)] += torch.stack([p[:, i, d] for i, d in enumerate(combo)]).prod(0)
+    assert torch.allclose(sum_logits(digits).exp(), expected, atol=1e-6)
+
+
+def test_a_sum_agent_answers_the_sum_of_digit_heads_read_in_sequence(data_dir):
+    config = small_config(data_dir, dict(PAIRS, target="sum"))
+    envs = make_envs(config, "train", 8)
+    model = make_model(config, envs)
+    c = model.config
+    assert (c.summed, c.heads, c.head_classes, c.n_classes, c.n_objects) == (2, 2, 10, 19, 1)
+    assert model.classifier.out_features == 20  # two digit heads, not one head of 19 sums
+    terms, _, _ = rollout.rollout_loss(model, envs, np.arange(8), config, "cpu")
+    sum(terms.values()).backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+    obs, _ = envs.reset(options={"indices": np.arange(8)})
+    policy, hs = BatchPolicy(model), []
+    for t in range(4):
+        action, logits = policy.act(obs, first=t == 0)
+        hs.append(policy.state)  # the RNN core's h after step t
+        obs, *_ = envs.step(action)
+    heads = torch.stack([model.head_logits(hs[1])[:, 0], model.head_logits(hs[3])[:, 1]], 1)  # steps [1, 3]
+    assert logits.shape == (8, 19) and torch.allclose(logits, sum_logits(heads))
+    assert action["label"].shape == (8,) and (action["label"] == logits.argmax(-1).numpy()).all()
 
 
 def test_is_right_scores_whole_sequences_and_points_inside_the_box():
@@ -102,6 +135,7 @@ def test_point_head_learns_where_the_digit_is(data_dir, tmp_path):
     [
         (dict(WHERE), dict(classifier_loss="reinforce"), "target='location' trains the point head"),
         (dict(PAIRS, answer="any_step"), {}, r"early answers \(answer='any_step'\) are for one label"),
+        (dict(PAIRS, target="sum", answer="any_step"), {}, r"no stop head for K labels, a sum or a point"),
     ],
 )
 def test_unsupported_agents_are_refused_in_one_line(data_dir, env_kwargs, overrides, match):

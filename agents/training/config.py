@@ -198,16 +198,18 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
     space = envs.single_action_space
     halting = "stop" in space.spaces  # the task's answer="any_step"
     answer = answer_shape(space)
-    if halting and (answer.n_objects > 1 or answer.point):
+    task = envs.unwrapped.config
+    summed = task.n_objects if task.target == "sum" else 0
+    if halting and (answer.n_objects > 1 or answer.point or summed > 1):
         raise ValueError(
-            "early answers (answer='any_step') are for one label: the RAM agent has no stop head for K labels or "
-            "a point; use answer='last_step'"
+            "early answers (answer='any_step') are for one label: the RAM agent has no stop head for K labels, "
+            "a sum or a point; use answer='last_step'"
         )
     if answer.point and config.classifier_loss != "hybrid":
         raise ValueError(
             "target='location' trains the point head on the true centre (the hybrid rule): use classifier_loss='hybrid'"
         )
-    n_glimpses = envs.unwrapped.config.n_glimpses if answer.n_objects > 1 else 0
+    n_glimpses = task.n_glimpses if answer.n_objects > 1 or summed > 1 else 0
     return RecurrentAttentionModel(
         RAMConfig(
             glimpse_shape=shape,
@@ -215,6 +217,7 @@ def make_model(config: TrainConfig, envs: gym.vector.VectorEnv) -> RecurrentAtte
             halting=halting,
             n_objects=answer.n_objects,
             point=answer.point,
+            summed=summed,
             n_glimpses=n_glimpses,
             **config.model,
         )

@@ -64,7 +64,7 @@ class BatchPolicy:
         if self.sample:
             loc = loc + policy.stddev * torch.randn(loc.shape, generator=self.generator).to(self.device)
         config = self.model.config
-        if config.n_objects == 1 and not config.point:  # the paper's network: one head, read every step
+        if not config.in_sequence:  # the paper's network: one head, read every step
             logits = self.model.classify(h)
             action = {"location": loc.clamp(-1, 1), "label": logits.argmax(-1)}
         else:

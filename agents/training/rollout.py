@@ -42,7 +42,7 @@ def rollout_loss(
     n, n_glimpses = envs.num_envs, envs.unwrapped.config.n_glimpses
     state = net.initial_state(n, device)
     kind = AnswerShape(net.config.n_classes, net.config.n_objects, net.config.point)
-    readout = Readout(net) if kind.n_objects > 1 or kind.point else None  # K heads in sequence, or a point
+    readout = Readout(net) if net.config.in_sequence else None  # K heads in sequence, or a point
     no_label = env_array(envs, kind.empty(n, device))
     log_pis, baselines = [], []
     for t in range(n_glimpses):

@@ -108,7 +108,7 @@ def check_scoring(model: RecurrentAttentionModel, envs, rollouts: int, per_step:
         raise ValueError(f"{rollouts} rollouts need a multiple of {rollouts} envs, got {envs.num_envs}")
     if per_step and model.config.halting:
         raise ValueError("per-step scores are for a fixed-budget agent; a halting agent answers when it stops")
-    if per_step and (model.config.n_objects > 1 or model.config.point):
+    if per_step and model.config.in_sequence:
         raise ValueError("per-step scores are for one label; K heads read the core at their own steps")
 
 
