@@ -191,7 +191,8 @@ class Readout:
     """The answer a fixed-budget network builds over an episode: each head's logits where it reads the core.
 
     :meth:`step` takes step ``t``'s ``h``; :attr:`logits` is then ``(B, n_classes)`` (one head) or
-    ``(B, K, n_classes)`` (K heads: heads not read yet show this step's), or the point ``(B, 2)``.
+    ``(B, K, n_classes)`` (K heads: heads not read yet show this step's), the sum's ``(B, n_classes)`` from the
+    digit heads so read (a sum), or the point ``(B, 2)``.
     """
 
     def __init__(self, model: "RecurrentAttentionModel"):
