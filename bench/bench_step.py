@@ -82,6 +82,8 @@ class Step:
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(self.updates):
             self.step()
+        if self.device.type == "cuda":  # the GPU's queued work belongs to this round's time
+            torch.cuda.synchronize(self.device)
         self.wall = min(self.wall, (time.perf_counter() - t0) / self.updates)
         self.cpu = min(self.cpu, (time.process_time() - c0) / self.updates)
 

@@ -3,6 +3,7 @@
 #
 #   bash bench/gpu_check.sh            # on a machine with a CUDA GPU; logs and a summary in $OUT (or a temp folder)
 #   bash bench/gpu_check.sh --prepare  # here, before: .gpu/ with the MNIST files and the wheels a bare GPU machine lacks
+#   bash bench/gpu_check.sh evaluate torchrun-nccl   # only the checks named (to rerun the ones that failed)
 #
 # Checks, each under its own time limit (seconds in brackets, 7.5 minutes together):
 #   backend-equality [100]  the torch backend's equality tests on CUDA (RAM_TEST_DEVICE=cuda:0) and the agent's GPU
@@ -35,6 +36,7 @@ if ! $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/
     exit 0
 fi
 
+ONLY="$*"                 # the checks to run, by name; all of them when none is named
 OUT=${OUT:-$(mktemp -d)}  # the device tool's OUT comes back: the summary and one log per check, nothing else
 RUNS=$(mktemp -d)         # run folders
 export PY OUT RUNS PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -52,6 +54,7 @@ echo "gpu_check: $CARD, torch $($PY -c 'import torch; print(torch.__version__)')
 # line: PASS or FAIL, the seconds it took, and the log's lines matching PATTERN (or, on a failure, its last lines).
 check() {
     local name=$1 limit=$2 pattern=$3 command=$4 t0=$SECONDS
+    [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]] && return
     timeout "$limit" bash -c "$command" >"$OUT/$name.log" 2>&1
     local code=$?
     local took=$((SECONDS - t0))
