@@ -95,7 +95,7 @@ def setup(name: str = "auto") -> torch.device:
     chosen = device(name)
     if launched() and not dist.is_initialized():
         if chosen.type == "cuda":
-            torch.cuda.set_device(chosen)
+            torch.cuda.set_device(chosen.index or 0)  # plain "cuda" (one rank): some torch versions want an index
         backend = "nccl" if chosen.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=TIMEOUT)
         atexit.register(teardown)

@@ -23,9 +23,11 @@ if [ "${1:-}" = "--prepare" ]; then
     set -e
     mkdir -p .gpu/data/MNIST/raw .gpu/wheels
     cp "${RAM_DATA_DIR:-data}"/MNIST/raw/*.gz .gpu/data/MNIST/raw/
-    # gymnasium and its one dependency missing from the GPU machine's image (Python 3.12 there).
+    # What the GPU machine's image lacks (Python 3.12 there): gymnasium, its one dependency, and Stable-Baselines3,
+    # which train_agent.py imports for its flags' defaults.
     $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux2014_x86_64 -d .gpu/wheels gymnasium==1.2.2 farama-notifications==0.0.4
+        --platform manylinux2014_x86_64 -d .gpu/wheels gymnasium==1.2.2 farama-notifications==0.0.4 \
+        stable-baselines3==$($PY -c "import stable_baselines3; print(stable_baselines3.__version__)")
     du -sh .gpu
     exit 0
 fi
