@@ -58,7 +58,9 @@ def _canvas_shape(canvas_size) -> tuple[int, int]:
 
 
 def suited(canvas_shape: tuple[int, int], scale: int = 2) -> dict:
-    """Glimpse settings that suit a canvas: the paper's for 28, 60 and 100 px, and alike in between.
+    """Glimpse settings that suit a canvas: the paper's patches for 60 and 100 px, and alike in between.
+
+    At 28 px this gives two 8 px patches where the paper's MNIST task (``RAM/MNIST-v0``) reads one.
 
     ``patch_size`` 8 below 48 px, 12 up to 128, a tenth of the side beyond; ``n_patches`` the fewest whose largest
     patch, doubled, covers the longer side; ``n_glimpses`` 6 up to 32 px, 8 beyond.
