@@ -32,6 +32,14 @@ if [ "${1:-}" = "--prepare" ]; then
     exit 0
 fi
 
+CHECKS="backend-equality env-device train-exp3 evaluate torchrun-nccl step-speed"
+for name in "$@"; do
+    if [[ " $CHECKS " != *" $name "* ]]; then
+        echo "gpu_check: no check is named '$name'; name some of: $CHECKS (or none, for all)" >&2
+        exit 2
+    fi
+done
+
 if ! $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     echo "gpu_check: no CUDA here (torch.cuda.is_available() is False with $PY): nothing was checked." \
         "Run it on a machine with an NVIDIA GPU (see the comments at the top of bench/gpu_check.sh)."
