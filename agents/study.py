@@ -177,17 +177,26 @@ def train_seed(flags: list[str], seed: int, folder: Path, deadline: float | None
 
 def relay(proc: subprocess.Popen, log, prefix: str, deadline: float | None) -> bool:
     """Copy the run's output to ``log`` and the screen until it ends; at ``deadline`` stop it as a kill does
-    (SIGTERM: it keeps its last finished epoch). True if it was stopped."""
-    stopped = False
+    (SIGTERM: it keeps its last finished epoch). True if it was stopped.
+
+    What the run prints once stopped goes to ``log`` only: torchrun reports the SIGTERM it was sent with its own
+    traceback, and the study's one line says how to continue."""
+    stopped, stopping = False, []
+
+    def stop(*_):
+        stopping.append(True)
+        proc.send_signal(signal.SIGTERM)
+
     if deadline is not None:
         timer = max(0.0, deadline - time.monotonic())
-        signal.signal(signal.SIGALRM, lambda *_: proc.send_signal(signal.SIGTERM))
+        signal.signal(signal.SIGALRM, stop)
         signal.setitimer(signal.ITIMER_REAL, timer or 0.001)
     try:
         for line in proc.stdout:
             log.write(line)
             log.flush()
-            print(prefix + line, end="", flush=True)
+            if not stopping:
+                print(prefix + line, end="", flush=True)
         proc.wait()
     finally:
         if deadline is not None:

@@ -10,7 +10,7 @@ from agents import study
 
 CONFIG = {"learner": "ram", "env_id": "RAM/MNIST-v0", "lr": 0.003, "model": {"std": 0.15}, "world_size": 1}
 # A stand-in for train_agent.py: it notes how it was called, writes a run folder's config.json and metrics.csv,
-# and, for the seed named in STALL, waits to be stopped as a kill stops train_agent.py (exit 130).
+# and, for the seed named in STALL, waits to be stopped as a kill stops torchrun (a traceback, exit 130).
 FAKE_TRAINER = """
 import json, signal, sys, time
 from pathlib import Path
@@ -21,7 +21,7 @@ with open(out.parent / "calls.txt", "a") as f:
     f.write(" ".join(argv) + "\\n")
 (out / "config.json").write_text(json.dumps({**CONFIG, "seed": seed}))
 if seed == STALL:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(print("Traceback (most recent call last):", flush=True) or 130))
     time.sleep(60)
 (out / "metrics.csv").write_text(METRICS)
 print("epoch 2 done")
@@ -89,7 +89,9 @@ def test_a_partial_study_resumes_the_started_seed_starts_the_missing_one_and_kee
     assert out.strip().splitlines()[-1].startswith("| 3 (1, 2, 3) | 2.00% ± 1.00 (1.00, 2.00, 3.00) | 4.00% ± 2.00")
 
 
-def test_the_budget_stops_a_seed_as_a_kill_does_and_prints_the_command_that_continues(tmp_path, fake_trainer, capsys):
+def test_the_budget_stops_a_seed_as_a_kill_does_and_prints_the_command_that_continues_without_its_traceback(
+    tmp_path, fake_trainer, capsys
+):
     fake_trainer.write_text(fake_trainer.read_text().replace("STALL = -1", "STALL = 2"))
     argv = ["--seeds", "1", "2", "--out", str(tmp_path), "--max-minutes", "0.02", "--", "--lr", "3e-3"]
     assert study.main(argv) == 0
@@ -97,6 +99,8 @@ def test_the_budget_stops_a_seed_as_a_kill_does_and_prints_the_command_that_cont
     assert f"1 of 2 seeds scored; continue with: python -m agents.study {' '.join(argv)}" in out
     assert (tmp_path / "seed1" / "scores.json").is_file() and not (tmp_path / "seed2" / "scores.json").exists()
     assert out.strip().splitlines()[-1].startswith("| 1 (1) | 1.00% (one seed) | 2.00% (one seed)")
+    # what the stopped run printed (torchrun's traceback of the SIGTERM) is kept in its log, off the screen
+    assert "Traceback" not in out and "Traceback" in (tmp_path / "seed2" / "train.log").read_text()
 
 
 def test_seeds_trained_with_different_settings_are_refused_in_one_line(tmp_path, capsys):
