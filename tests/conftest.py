@@ -29,6 +29,22 @@ def data_dir():
     return str(path)
 
 
+@pytest.fixture
+def call_main(capsys):
+    """``call_main(main, argv)``: the exit status, stdout and stderr of a command's ``main(argv)``, whether it
+    returns or exits."""
+
+    def call(main, argv) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
 @pytest.fixture(autouse=True)
 def _in_own_folder(tmp_path, monkeypatch):
     """Every test runs in its own empty folder: a default ``runs/`` or ``./data`` of the user's changes nothing."""

@@ -161,27 +161,16 @@ TINY = (
 ).split()
 
 
-def run_main(main, argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_train_pairs_then_score_at_other_digit_sizes(data_dir, tmp_path, capsys):
+def test_train_pairs_then_score_at_other_digit_sizes(call_main, data_dir, tmp_path):
     import evaluate
     import train_agent
 
     run = tmp_path / "run"
-    code, out, _ = run_main(
-        train_agent.main, TINY + ["--n-objects", "2", "--digit-size", "14-28", "--out", run], capsys
-    )
+    code, out, _ = call_main(train_agent.main, TINY + ["--n-objects", "2", "--digit-size", "14-28", "--out", run])
     assert code == 0 and "test error of best.pt" in out
     config = json.loads((run / "config.json").read_text())
     assert config["env_kwargs"]["n_objects"] == 2 and config["env_kwargs"]["digit_size"] == [14, 28]
-    code, out, _ = run_main(evaluate.main, [run, "--limit", "20", "--digit-size", "14,28"], capsys)
+    code, out, _ = call_main(evaluate.main, [run, "--limit", "20", "--digit-size", "14,28"])
     lines = out.splitlines()
     assert code == 0 and len(lines) == 4  # two sizes, two protocols each
     assert "with 14 px digits, 2 rollout(s)" in lines[0] and "with 28 px digits, 1 rollout, sampled" in lines[3]
@@ -196,11 +185,11 @@ def test_train_pairs_then_score_at_other_digit_sizes(data_dir, tmp_path, capsys)
         ("evaluate", ["--digit-size", "big"], "--digit-size: must be digit sides in px, comma-separated"),
     ],
 )
-def test_bad_answer_flags_are_one_line(main, argv, needle, capsys, tmp_path):
+def test_bad_answer_flags_are_one_line(call_main, main, argv, needle, tmp_path):
     import evaluate
     import train_agent
 
     module = {"train_agent": train_agent, "evaluate": evaluate}[main]
     head = [tmp_path] if main == "evaluate" else ["--out", tmp_path / "run"]
-    code, out, err = run_main(module.main, head + argv, capsys)
+    code, out, err = call_main(module.main, head + argv)
     assert code == 2 and needle in err and len(err.strip().splitlines()) <= 2  # argparse adds its usage line

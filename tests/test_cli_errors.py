@@ -29,16 +29,6 @@ TINY = (
 SIZES = dict(glimpse_hidden=16, location_hidden=16, core_hidden=32)
 
 
-def call(main, argv, capsys) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``main(argv)``, whether it returns or exits."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
@@ -76,39 +66,39 @@ def script(name: str, *argv, cwd: Path) -> subprocess.CompletedProcess:
         (["--answer", "any_step", "--stop-entropy", "-1"], ["--stop-entropy", "must be a finite number >= 0, got -1"]),
     ],
 )
-def test_train_agent_names_a_bad_flag(argv, needles, capsys, tmp_path):
-    code, _, err = call(train_agent.main, argv + ["--out", tmp_path / "run"], capsys)
+def test_train_agent_names_a_bad_flag(call_main, argv, needles, tmp_path):
+    code, _, err = call_main(train_agent.main, argv + ["--out", tmp_path / "run"])
     assert_one_line_error(code, err, *needles)
     assert not (tmp_path / "run").exists()
 
 
-def test_train_agent_names_an_out_that_is_a_file(capsys, tmp_path):
+def test_train_agent_names_an_out_that_is_a_file(call_main, tmp_path):
     (tmp_path / "file").write_text("x")
-    code, _, err = call(train_agent.main, ["--out", tmp_path / "file"], capsys)
+    code, _, err = call_main(train_agent.main, ["--out", tmp_path / "file"])
     assert_one_line_error(code, err, f"--out {tmp_path / 'file'} is a file")
 
 
-def test_train_agent_on_a_machine_without_the_device(capsys, tmp_path, monkeypatch):
+def test_train_agent_on_a_machine_without_the_device(call_main, tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, _, err = call(train_agent.main, ["--device", "cuda", "--out", tmp_path / "run"], capsys)
+    code, _, err = call_main(train_agent.main, ["--device", "cuda", "--out", tmp_path / "run"])
     assert_one_line_error(code, err, "--device cuda: this machine has no CUDA GPU", "--device cpu")
 
 
-def test_a_folder_without_a_finished_epoch_starts_afresh_and_resumes(data_dir, capsys, tmp_path):
+def test_a_folder_without_a_finished_epoch_starts_afresh_and_resumes(call_main, data_dir, tmp_path):
     run = tmp_path / "run"
     run.mkdir()  # what Ctrl-C in the first epoch leaves: a config and a metrics header, no checkpoint
     (run / "config.json").write_text("{}")
     (run / "metrics.csv").write_text("epoch\n")
-    code, out, _ = call(train_agent.main, TINY + ["--out", run, "--resume"], capsys)
+    code, out, _ = call_main(train_agent.main, TINY + ["--out", run, "--resume"])
     assert code == 0 and "starting the run afresh" in out and (run / "last.pt").is_file()
     # Now it holds a run: refused without --resume, and --resume keeps the run's settings for flags not given.
-    code, _, err = call(train_agent.main, TINY + ["--out", run], capsys)
+    code, _, err = call_main(train_agent.main, TINY + ["--out", run])
     assert_one_line_error(code, err, "already holds a run", "add --resume")
-    code, _, err = call(train_agent.main, TINY + ["--out", run, "--resume", "--core-hidden", "64"], capsys)
+    code, _, err = call_main(train_agent.main, TINY + ["--out", run, "--resume", "--core-hidden", "64"])
     assert_one_line_error(code, err, "holds a run with --core-hidden 32, not 64")
-    code, out, _ = call(train_agent.main, ["--out", run, "--resume", "--n-epochs", "2", "--no-gif"], capsys)
+    code, out, _ = call_main(train_agent.main, ["--out", run, "--resume", "--n-epochs", "2", "--no-gif"])
     assert code == 0 and "resuming" in out
     assert json.loads((run / "config.json").read_text())["model"]["core_hidden"] == 32
     assert (run / "metrics.csv").read_text().splitlines()[-1].startswith("2,")
@@ -162,13 +152,13 @@ def tiny_checkpoint(path: Path, model_config=None, weights=None, **config) -> Pa
         (dict(env_kwargs=dict(n_clutter=3)), ["names a task this code cannot build", "clutter"]),
     ],
 )
-def test_evaluate_detects_a_checkpoint_that_disagrees_with_itself(damage, needles, capsys, tmp_path):
+def test_evaluate_detects_a_checkpoint_that_disagrees_with_itself(call_main, damage, needles, tmp_path):
     path = tiny_checkpoint(tmp_path / "best.pt", **damage)
-    code, _, err = call(evaluate.main, [path], capsys)
+    code, _, err = call_main(evaluate.main, [path])
     assert_one_line_error(code, err, str(path), *needles)
 
 
-def test_evaluate_names_a_missing_or_foreign_checkpoint(capsys, tmp_path):
+def test_evaluate_names_a_missing_or_foreign_checkpoint(call_main, tmp_path):
     (tmp_path / "empty-run").mkdir()
     (tmp_path / "text.pt").write_text("junk")
     for argv, needles in [
@@ -176,7 +166,7 @@ def test_evaluate_names_a_missing_or_foreign_checkpoint(capsys, tmp_path):
         ([tmp_path / "empty-run"], ["empty-run holds no best.pt"]),
         ([tmp_path / "text.pt"], ["text.pt is truncated or not a checkpoint"]),
     ]:
-        code, _, err = call(evaluate.main, argv, capsys)
+        code, _, err = call_main(evaluate.main, argv)
         assert_one_line_error(code, err, *needles)
 
 
@@ -193,28 +183,28 @@ def test_evaluate_names_a_missing_or_foreign_checkpoint(capsys, tmp_path):
         (["--gif", "x.gif", "--per-step"], ["--per-step applies to scoring"]),
     ],
 )
-def test_evaluate_names_a_bad_flag(argv, needles, capsys, tmp_path):
-    code, _, err = call(evaluate.main, [tiny_checkpoint(tmp_path / "best.pt"), *argv], capsys)
+def test_evaluate_names_a_bad_flag(call_main, argv, needles, tmp_path):
+    code, _, err = call_main(evaluate.main, [tiny_checkpoint(tmp_path / "best.pt"), *argv])
     assert_one_line_error(code, err, *needles)
 
 
-def test_evaluate_per_step_needs_a_fixed_budget_agent(capsys, tmp_path):
+def test_evaluate_per_step_needs_a_fixed_budget_agent(call_main, tmp_path):
     halting = dict(halting=True)
     path = tiny_checkpoint(tmp_path / "best.pt", halting, halting, env_kwargs=dict(answer="any_step"))
-    code, _, err = call(evaluate.main, [path, "--per-step"], capsys)
+    code, _, err = call_main(evaluate.main, [path, "--per-step"])
     assert_one_line_error(code, err, "--per-step scores a fixed-budget agent", "answers when it stops")
 
 
-def test_evaluate_names_an_sb3_run_it_cannot_build_and_flags_that_do_not_apply(capsys, tmp_path):
+def test_evaluate_names_an_sb3_run_it_cannot_build_and_flags_that_do_not_apply(call_main, tmp_path):
     run = tmp_path / "ppo"
     run.mkdir()
     (run / "best.zip").write_bytes(b"")
     (run / "config.json").write_text(json.dumps({"algo": "ppo", "env": {"dataset": "MNIST", "n_glimpse": 3}}))
-    code, _, err = call(evaluate.main, [run], capsys)
+    code, _, err = call_main(evaluate.main, [run])
     assert_one_line_error(code, err, "config.json does not describe a task", "n_glimpse")
-    code, _, err = call(evaluate.main, [run, "--test-rollouts", "5"], capsys)
+    code, _, err = call_main(evaluate.main, [run, "--test-rollouts", "5"])
     assert_one_line_error(code, err, "--test-rollouts applies to RAM agent checkpoints")
-    code, _, err = call(evaluate.main, [run, "--per-step"], capsys)
+    code, _, err = call_main(evaluate.main, [run, "--per-step"])
     assert_one_line_error(code, err, "--per-step applies to RAM agent checkpoints")
 
 
