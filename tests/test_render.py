@@ -462,6 +462,80 @@ def test_play_lets_the_person_answer_early_on_a_task_with_early_answers(data_dir
     assert env.unwrapped.frame_state()["answer"] == truth
 
 
+def keys(*names: str) -> None:
+    for name in names:
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=getattr(pygame, f"K_{name}")))
+
+
+def last_glimpse(game) -> None:
+    while game.phase == "look":
+        game.look(np.zeros(2, np.float32))
+
+
+def test_play_takes_both_labels_of_a_pair_left_to_right_and_backspace_takes_the_first_back(data_dir):
+    env = gym.make("RAM/MNISTPairs100-v0", render_mode="rgb_array", data_dir=data_dir, split="test")
+    game = play.Game(env, n_episodes=1, seed=0)
+    last_glimpse(game)
+    assert game.prompt()[0] == "type the 2 digits, left to right (0-9)"
+    first, second = (int(d) for d in env.unwrapped.task.truth[0])
+    game.type_key((first + 1) % 10)
+    assert game.phase == "answer" and game.prompt()[0].endswith(f": {(first + 1) % 10}_")
+    keys("BACKSPACE", str(first), str(second))  # the wrong first digit taken back; the second key answers
+    assert game.run(max_frames=100) == (1, 1)
+    assert env.unwrapped.frame_state()["answer"].tolist() == [first, second]
+
+
+def test_play_takes_a_sum_over_nine_as_two_keys_and_a_smaller_one_at_enter(data_dir):
+    env = gym.make("RAM/MNISTPairSum100-v0", render_mode="rgb_array", data_dir=data_dir, split="test")
+    game = play.Game(env, seed=0)
+    last_glimpse(game)
+    assert game.prompt()[0] == "type the sum (0-18), then Enter"
+    game.type_key(1)
+    game.type_key(9)  # 19 is out of range: ignored
+    assert game.phase == "answer" and game.entry == "1"
+    game.enter()  # 1 alone
+    assert game.phase == "result" and env.unwrapped.frame_state()["answer"] == 1
+    game.next()
+    last_glimpse(game)
+    game.type_key(1)
+    game.type_key(2)  # no digit more could stay in range: answered at once
+    assert game.phase == "result" and env.unwrapped.frame_state()["answer"] == 12
+    game.close()
+
+
+def test_play_answers_where_the_digit_is_with_a_click_on_its_centre(data_dir):
+    env = gym.make("RAM/TranslatedMNIST60-v0", render_mode="rgb_array", data_dir=data_dir, target="location")
+    game = play.Game(env, n_episodes=1, seed=0)
+    last_glimpse(game)
+    assert game.prompt()[0] == "click on the centre of the digit"
+    game.type_key(3)  # no keys on a location task
+    assert game.phase == "answer"
+    centre = game.layout.location_to_pixel(env.unwrapped.task.truth[0])
+    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=tuple(int(v) for v in centre), button=1))
+    assert game.run(max_frames=100) == (1, 1)
+    np.testing.assert_allclose(env.unwrapped.frame_state()["point"], env.unwrapped.task.truth[0], atol=0.05)
+
+
+def test_play_main_plays_your_image_folder_in_colour_asking_for_one_of_its_twelve_classes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for c in range(12):
+        (tmp_path / "pets" / f"kind{c:02d}").mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pets" / f"kind{c:02d}" / f"{i}.png")
+    seen = []
+
+    def run(game, max_frames=None):
+        last_glimpse(game)
+        seen.append((game.env.spec.id, game.obs["glimpse"].shape[1], game.prompt()[0]))
+        game.close()
+        return 0, 0
+
+    monkeypatch.setattr(play.Game, "run", run)
+    assert play.main(["--image-folder", str(tmp_path / "pets"), "--seed", "0"]) == 0
+    assert seen == [("RAM/Images-v0", 3, "type the class (0-11), then Enter")]
+
+
 def test_play_main_returns_0_when_the_game_ends(data_dir, monkeypatch, capsys):
     escape = [pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE)]
     monkeypatch.setattr(pygame.event, "get", lambda: escape)
@@ -477,6 +551,10 @@ def test_play_main_returns_0_when_the_game_ends(data_dir, monkeypatch, capsys):
         (["--episodes", "two"], "argument --episodes: must be a positive integer, got 'two'"),
         (["--task", "RAM/CIFAR-v0"], "argument --task: invalid choice: 'RAM/CIFAR-v0'"),
         (["--split", "dev"], "argument --split: invalid choice: 'dev'"),
+        (["--data", "ImageNet"], "argument --data: invalid choice: 'ImageNet'"),
+        (["--data", "CIFAR10", "--image-folder", "pets"], "argument --image-folder: not allowed with argument --data"),
+        (["--target", "where"], "argument --target: invalid choice: 'where'"),
+        (["--n-objects", "0"], "argument --n-objects: must be a positive integer, got '0'"),
     ],
 )
 def test_play_bad_flags_exit_2_naming_the_flag(argv, message, capsys):
@@ -495,6 +573,12 @@ def test_play_bad_data_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert play.main(["--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ram-play: error: ") and str(corrupt) in err
+
+
+def test_play_an_image_folder_that_is_not_there_is_one_line_and_exit_2(tmp_path, capsys):
+    assert play.main(["--image-folder", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ram-play: error: ") and str(tmp_path / "nowhere") in err
 
 
 def test_play_runs_as_a_module():
