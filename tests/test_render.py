@@ -514,6 +514,14 @@ def test_play_answers_where_the_digit_is_with_a_click_on_its_centre(data_dir):
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=tuple(int(v) for v in centre), button=1))
     assert game.run(max_frames=100) == (1, 1)
     np.testing.assert_allclose(env.unwrapped.frame_state()["point"], env.unwrapped.task.truth[0], atol=0.05)
+    kwargs = dict(render_mode="rgb_array", data_dir=data_dir, target="location", answer="any_step")
+    early = gym.make("RAM/TranslatedMNIST60-v0", **kwargs)
+    game = play.Game(early, seed=0)
+    assert game.prompt()[0].endswith("or press Enter to answer")
+    game.enter()  # after one glimpse: the next click answers
+    game.click(tuple(int(v) for v in game.layout.location_to_pixel(early.unwrapped.task.truth[0])))
+    assert game.phase == "result" and game.correct and early.unwrapped.task.t[0] == 1
+    game.close()
 
 
 def test_play_main_plays_your_image_folder_in_colour_asking_for_one_of_its_twelve_classes(tmp_path, monkeypatch):
