@@ -63,7 +63,7 @@ def memory(shape: tuple, n_images: int, num_envs: int) -> tuple[float, float]:
     """MB of the uint8 images of a set of ``n_images`` images of ``shape`` and MB of one env's episode arrays."""
     envs = make(shape, {}, num_envs, n_images=4)  # the episode arrays do not depend on the number of images
     task = envs.unwrapped.task
-    per_episode = sum(a.nbytes for a in (task.canvases, task.tables, task.glimpse, task.location, task.index))
+    per_episode = sum(a.nbytes for a in (task.canvases, task.sums, task.glimpse, task.location, task.index))
     return n_images * int(np.prod(shape)) / 1e6, per_episode / 1e6
 
 
@@ -96,7 +96,7 @@ def main() -> None:
         images, episodes = memory(shape, n, args.num_envs)
         print(
             f"memory: {n:,} images {shape[0]}x{shape[1]} colour: {images:,.1f} MB of uint8 images; "
-            f"{episodes:,.1f} MB of episode arrays for {args.num_envs} envs (canvases, tables, glimpses)"
+            f"{episodes:,.1f} MB of episode arrays for {args.num_envs} envs (canvases, block sums, glimpses)"
         )
 
 

@@ -11,9 +11,9 @@
    - ``loop (numpy)``: for each image, zero-pad it once, then for each patch slice it and average its
      blocks (``reshape(...).mean``).
 
-   Ours is timed three ways: the retina alone on prebuilt summed-area tables (what an env step costs: the
-   tables are built once per canvas at reset and serve all its glimpses); an episode (tables once, then
-   8 glimpses), per glimpse; and tables + retina for every glimpse (as if every glimpse were on a fresh
+   Ours is timed three ways: the retina alone on prebuilt block sums (what an env step costs: the
+   sums are built once per canvas at reset and serve all its glimpses); an episode (sums once, then
+   8 glimpses), per glimpse; and sums + retina for every glimpse (as if every glimpse were on a fresh
    canvas; the least favourable case for us).
 2. Single-env steps/s on ``RAM/MNIST-v0`` (episodes of 6 steps, resets included), through ``gym.make``
    (Gymnasium's default wrappers) and on the unwrapped env.
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import ram_env  # noqa: F401  (registers the ids)
-from ram_env.sensor import Retina, integral_image
+from ram_env.sensor import Retina
 
 
 def timeit(fn, seconds: float, min_runs: int = 3) -> tuple[float, float]:
@@ -133,9 +133,9 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
         rng = np.random.default_rng(0)
         locations = rng.uniform(-1, 1, (128, 2)).astype(np.float32)
         retina = Retina(size, 12, n_patches, 2)
-        tables = integral_image(canvases)
+        sums = retina.block_sums(canvases)
         out = np.empty((128, n_patches, 1, 12, 12), np.float32)
-        ours = retina(tables, locations)
+        ours = retina(sums, locations)
         images_t = torch.from_numpy(canvases).float().div(255.0)[:, None]
         locations_t = torch.from_numpy(locations)
         reference_out = reference_torch(images_t, locations_t, 12, n_patches, 2, size).numpy()
@@ -144,14 +144,14 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
             "baselines disagree with the retina"
         )
 
-        def episode():  # the tables of a canvas are built once, at reset, and serve every glimpse of the episode
-            integral_image(canvases, out=tables)
+        def episode():  # the block sums of a canvas are built once, at reset, and serve every glimpse of the episode
+            retina.block_sums(canvases, out=sums)
             for _ in range(n_glimpses):
-                retina(tables, locations, out=out)
+                retina(sums, locations, out=out)
 
-        t_ret = timeit(lambda: retina(tables, locations, out=out), seconds)
+        t_ret = timeit(lambda: retina(sums, locations, out=out), seconds)
         t_ep = tuple(t / n_glimpses for t in timeit(episode, seconds))
-        t_worst = timeit(lambda: retina(integral_image(canvases, out=tables), locations, out=out), seconds)
+        t_worst = timeit(lambda: retina(retina.block_sums(canvases, out=sums), locations, out=out), seconds)
         t_reference = timeit(lambda: reference_torch(images_t, locations_t, 12, n_patches, 2, size), seconds)
         t_loop = timeit(lambda: loop_numpy(canvases, locations, 12, n_patches, 2), seconds)
         for clock, name in ((0, "wall"), (1, "cpu")):
@@ -168,9 +168,9 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
                 f" vs {base * 1e3:.2f} ms a batch)"
             )
     print(
-        "   retina: a batch of glimpses on built tables (an env step); "
-        f"episode: tables once + {n_glimpses} glimpses, per glimpse;\n"
-        "   worst: tables rebuilt for every glimpse; reference: its torch sensor; loop: per-image numpy loop.\n"
+        "   retina: a batch of glimpses on built block sums (an env step); "
+        f"episode: sums once + {n_glimpses} glimpses, per glimpse;\n"
+        "   worst: sums rebuilt for every glimpse; reference: its torch sensor; loop: per-image numpy loop.\n"
         "   wall = wall-clock; cpu = this process's CPU time (excludes waiting for a core on a shared machine)"
     )
 

@@ -57,7 +57,7 @@ import ram_env  # noqa: F401  (registers the ids)
 from agents.training import loop
 from agents.training.config import TrainConfig, make_envs, make_model
 from ram_env import datasets
-from ram_env.sensor import Retina, integral_image
+from ram_env.sensor import Retina
 
 EPOCH = 55_000  # training images in an epoch (the train split)
 DEFAULT_BATCH = TrainConfig().batch_size  # what train_agent.py uses when no --batch_size is given
@@ -298,9 +298,8 @@ def check_retina(setting: dict, images: np.ndarray) -> None:
     l = torch.from_numpy(2.0 * (rng.integers(0, size, (32, 2)) + 0.25) / size - 1.0).float()
     reference_phi = ReferenceRetina(setting["patch_size"], setting["n_patches"], setting["scale"]).foveate(x, l)
     canvases = (x[:, 0] * 255).round().to(torch.uint8).numpy()
-    ours = Retina(size, setting["patch_size"], setting["n_patches"], setting["scale"])(
-        integral_image(canvases), l.numpy()
-    )
+    retina = Retina(size, setting["patch_size"], setting["n_patches"], setting["scale"])
+    ours = retina(retina.block_sums(canvases), l.numpy())
     assert np.allclose(reference_phi.numpy(), ours.reshape(32, -1), atol=1e-6), (
         "the reference-style retina disagrees with the env's"
     )

@@ -21,7 +21,8 @@ class NumpyBackend:
 
     name = "numpy"
     device = None
-    uint8, int32, int64, float32, float64, bool = np.uint8, np.int32, np.int64, np.float32, np.float64, np.bool_
+    uint8, int16, int32, int64 = np.uint8, np.int16, np.int32, np.int64
+    float32, float64, bool = np.float32, np.float64, np.bool_
     add = staticmethod(np.add)
     subtract = staticmethod(np.subtract)
     maximum = staticmethod(np.maximum)
@@ -81,15 +82,6 @@ class NumpyBackend:
     def clip_(self, x, lo, hi):
         """Clamp ``x`` to ``[lo, hi]`` in place (two ufuncs: faster than ``np.clip``)."""
         return np.minimum(np.maximum(x, lo, out=x), hi, out=x)
-
-    def cumsum(self, x, axis: int, out):
-        """Running sums of ``x`` along ``axis`` of a ``(B, H, W)`` array, written into ``out`` (may be ``x``)."""
-        if axis == 1 and x is out and x.shape[0] * x.shape[2] >= 2048:
-            # numpy's strided cumsum down the columns is slow on big batches; add row by row instead
-            for y in range(1, x.shape[1]):
-                np.add(out[:, y], out[:, y - 1], out=out[:, y])
-            return out
-        return np.cumsum(x, axis=axis, dtype=out.dtype, out=out)
 
     def windows(self, flat, side: int, h: int, w: int, c: int = 1, plane: int = 0):
         """Every ``c x h x w`` window of a flat buffer of ``c`` planes ``plane`` apart, rows ``side`` long.

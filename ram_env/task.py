@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from ram_env import answers, canvas, datasets, objects, sources
 from ram_env.backend import NUMPY
-from ram_env.sensor import Retina, integral_image, suited
+from ram_env.sensor import Retina, suited
 
 ANSWERS = ("last_step", "any_step")
 
@@ -183,7 +183,7 @@ class GlimpseTask:
     ``*_one`` methods are the same operations for a single episode (``num_envs == 1``, numpy) without the
     batch overhead; tests pin that both give the same numbers.
 
-    The data and the episodes (images, labels, canvases, tables, glimpses, locations, image indices) are
+    The data and the episodes (images, labels, canvases, block sums, glimpses, locations, image indices) are
     arrays of the backend ``xp`` (:mod:`ram_env.backend`): numpy by default, torch tensors on a device
     otherwise. The clocks ``t`` stay a host numpy array: which episodes end or restart is known on the host
     without waiting for the device.
@@ -230,7 +230,7 @@ class GlimpseTask:
         h, w = self.spec.shape
         self.index = xp.zeros(num_envs, xp.int64)
         self._init_truth(num_envs)
-        self.tables = xp.zeros((num_envs, c, h + 1, w + 1), xp.int32)
+        self.sums = self.retina.zeros(num_envs, c)
         self.canvases = xp.zeros((num_envs, c, h, w), xp.uint8)
         self.location = xp.zeros((num_envs, 2), xp.float32)
         self.glimpse = xp.zeros((num_envs, n, c, p, p), xp.float32)
@@ -344,26 +344,26 @@ class GlimpseTask:
             start = xp.uniform(rng, (b, 2))
         if every:
             canvas.draw(self.spec, self.images, layout, out=self.canvases, xp=xp)
-            integral_image(self.canvases, out=self.tables, xp=xp)
+            self.retina.block_sums(self.canvases, out=self.sums)
             self.index[:] = indices
             self._set_truth(slice(None), layout, indices)
             self.location[:] = start
             if b == 1 and xp is NUMPY:
                 x, y = start[0].tolist()
-                self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
+                self.retina.one(self.sums[0], x, y, out=self.glimpse[0])
             else:
-                self.retina(self.tables, start, None, out=self.glimpse)
+                self.retina(self.sums, start, None, out=self.glimpse)
             self.t[:] = 1
             self.done[:] = False
         else:
             at = xp.asarray(rows)
             drawn = canvas.draw(self.spec, self.images, layout, xp=xp)
             self.canvases[at] = drawn
-            self.tables[at] = integral_image(drawn, xp=xp)
+            self.sums[at] = self.retina.block_sums(drawn)
             self.index[at] = indices
             self._set_truth(at, layout, indices)
             self.location[at] = start
-            self.glimpse[at] = self.retina(self.tables, start, at)
+            self.glimpse[at] = self.retina(self.sums, start, at)
             self.t[rows] = 1
             self.done[rows] = False
 
@@ -467,7 +467,7 @@ class GlimpseTask:
             final |= stop
         if rows is None and not final.any():  # the common step: every episode takes a glimpse
             self.location[:] = location
-            self.retina(self.tables, location, None, out=self.glimpse)
+            self.retina(self.sums, location, None, out=self.glimpse)
             self.t += 1
             return xp.zeros(self.num_envs, xp.float64), final
         if rows is None:
@@ -476,7 +476,7 @@ class GlimpseTask:
         looks = xp.asarray(~final)
         look = xp.asarray(rows[~final])
         self.location[look] = location[looks]
-        self.glimpse[look] = self.retina(self.tables, location[looks], look)
+        self.glimpse[look] = self.retina(self.sums, location[looks], look)
         self.t[rows[~final]] += 1
         self.done[rows[final]] = True
         at = xp.asarray(rows)
@@ -492,5 +492,5 @@ class GlimpseTask:
             return (reward - self.glimpse_cost * int(t) if self.glimpse_cost else reward), True
         self.t[0] = t + 1
         self.location[0] = location
-        self.retina.one(self.tables[0], x, y, out=self.glimpse[0])
+        self.retina.one(self.sums[0], x, y, out=self.glimpse[0])
         return 0.0, False

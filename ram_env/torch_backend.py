@@ -15,8 +15,9 @@ class TorchBackend:
     """torch tensors on ``device`` (any torch device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...)."""
 
     name = "torch"
-    uint8, int32, int64, float32, float64, bool = (
+    uint8, int16, int32, int64, float32, float64, bool = (
         torch.uint8,
+        torch.int16,
         torch.int32,
         torch.int64,
         torch.float32,
@@ -100,11 +101,6 @@ class TorchBackend:
 
     def clip_(self, x, lo, hi):
         return x.clamp_(lo, hi)
-
-    def cumsum(self, x, axis: int, out):
-        if x is out:
-            return out.cumsum_(axis)
-        return torch.cumsum(x, dim=axis, dtype=out.dtype, out=out)
 
     def windows(self, flat, side: int, h: int, w: int, c: int = 1, plane: int = 0):
         n = flat.numel() - ((c - 1) * plane + (h - 1) * side + w) + 1

@@ -28,7 +28,7 @@ class GlimpseVectorEnv(VectorEnv):
     ## Backends
 
     ``device=None`` (the default) is the numpy backend; ``device="cuda"`` (any torch device, ``"cpu"``
-    included) keeps the images, canvases, clutter, summed-area tables and glimpses as torch tensors on that
+    included) keeps the images, canvases, clutter, block sums and glimpses as torch tensors on that
     device, so that episodes never leave it. torch is imported only when a device is given.
 
     | What                                   | numpy (`device=None`)          | torch (`device="cuda"`, ...)          |

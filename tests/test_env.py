@@ -104,11 +104,11 @@ def test_reward_and_info_at_the_end(env):
 def test_observation_is_the_glimpse_at_the_location(env):
     obs, _ = env.reset(seed=1)
     start = obs["location"].copy()
-    assert np.array_equal(obs["glimpse"], env.task.retina(env.task.tables, start[None])[0])
+    assert np.array_equal(obs["glimpse"], env.task.retina(env.task.sums, start[None])[0])
     for location in [(-1.0, -1.0), (0.25, -0.5), (1.0, 1.0)]:
         obs, *_ = env.step(act(location))
         assert np.array_equal(obs["location"], np.float32(location))
-        assert np.array_equal(obs["glimpse"], env.task.retina(env.task.tables, np.array([location], np.float32))[0])
+        assert np.array_equal(obs["glimpse"], env.task.retina(env.task.sums, np.array([location], np.float32))[0])
         obs["glimpse"][:] = 7  # the env hands out copies
     assert env.task.glimpse.max() <= 1.0
     last = obs

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from ram_env.sensor import Retina, integral_image
+from ram_env.sensor import Retina
 
 
 def glimpse(canvas: np.ndarray, location, patch_size=4, n_patches=3, scale=2) -> np.ndarray:
     """The glimpse ``(n_patches, p, p)`` of one uint8 canvas at one location, through the batched path."""
     retina = Retina(canvas.shape[0], patch_size, n_patches, scale)
-    g = retina(integral_image(canvas[None]), np.array([location], dtype=np.float32))
+    g = retina(retina.block_sums(canvas[None]), np.array([location], dtype=np.float32))
     assert g.shape == (1, n_patches, 1, patch_size, patch_size) and g.dtype == np.float32
     return g[0, :, 0]
 
@@ -29,17 +29,33 @@ def reference(canvas: np.ndarray, top_left, patch_size: int, block: int) -> np.n
     return patch.reshape(patch_size, block, patch_size, block).mean(axis=(1, 3)) / 255.0
 
 
-# ------------------------------------------------------------------------------------ integral image
-@pytest.mark.parametrize("shape", [(1, 5, 5), (3, 28, 28), (64, 60, 60)])  # small path and row-loop path
-def test_integral_image_is_the_summed_area_table(shape):
+# ------------------------------------------------------------------------------------ block sums
+@pytest.mark.parametrize(
+    "shape, patch, n, scale, dtype",
+    [
+        ((2, 1, 5, 7), 2, 2, 2, np.int16),
+        ((3, 3, 20, 16), 4, 3, 2, np.int16),
+        ((2, 2, 30, 30), 3, 3, 3, np.int16),
+        ((2, 1, 9, 9), 3, 2, 1, np.int16),
+        ((2, 1, 40, 36), 2, 5, 2, np.int32),
+    ],  # 255 * 16**2 does not fit int16
+)
+def test_block_sums_are_every_block_sum_zero_padded(shape, patch, n, scale, dtype):
     canvases = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
-    table = integral_image(canvases)
-    assert table.dtype == np.int32 and table.shape == (shape[0], shape[1] + 1, shape[2] + 1)
-    assert (table[:, 0] == 0).all() and (table[:, :, 0] == 0).all()
-    expect = canvases.astype(np.int64).cumsum(1).cumsum(2)
-    assert (table[:, 1:, 1:] == expect).all()
-    out = np.full_like(table, 7)
-    assert integral_image(canvases, out=out) is out and (out == table).all()
+    retina = Retina(shape[2:], patch, n, scale)
+    sums = retina.block_sums(canvases)
+    pad, (b, c, h, w) = retina.pad, shape
+    assert pad == scale ** (n - 1) and sums.dtype == dtype
+    assert sums.shape == (b, n, h + 2 * pad, c, w + 2 * pad)
+    padded = np.pad(canvases.astype(np.int64), ((0, 0), (0, 0), (pad, 2 * pad), (pad, 2 * pad)))
+    for i in range(n):
+        k = scale**i
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(2, 3))
+        windows = windows[:, :, : h + 2 * pad, : w + 2 * pad]
+        assert np.array_equal(sums[:, i].transpose(0, 2, 1, 3), windows.sum(axis=(4, 5))), i
+    out = retina.zeros(b, c)
+    assert retina.block_sums(canvases, out=out) is out and np.array_equal(out, sums)
+    assert np.array_equal(retina.block_sums(canvases[:, :1].reshape(b, h, w)), sums[:, :, :, :1])
 
 
 # ------------------------------------------------------------------------------------ coordinates
@@ -148,18 +164,18 @@ def test_batched_retina_matches_the_seed_method_everywhere(size, patch, n, scale
         np.float32
     )
     rows = rng.integers(0, 5, len(locations))
-    tables = integral_image(canvases)
-    g = retina(tables, locations, rows)
+    sums = retina.block_sums(canvases)
+    g = retina(sums, locations, rows)
     tl = retina.top_left(locations)
     for k in range(len(locations)):
         for i in range(n):
             expect = reference(canvases[rows[k]], tl[k, i], patch, scale**i)
             assert np.allclose(g[k, i, 0], expect, atol=1e-6, rtol=0), (k, i)
         # the one-location path gives bit-identical numbers
-        assert np.array_equal(retina.one(tables[rows[k]], *locations[k].tolist()), g[k])
+        assert np.array_equal(retina.one(sums[rows[k]], *locations[k].tolist()), g[k])
     assert g.min() >= 0.0 and g.max() <= 1.0
     out = np.empty_like(g)
-    assert retina(tables, locations, rows, out=out) is out and np.array_equal(out, g)
+    assert retina(sums, locations, rows, out=out) is out and np.array_equal(out, g)
 
 
 def test_default_rows_is_one_table_per_location():
@@ -167,19 +183,19 @@ def test_default_rows_is_one_table_per_location():
     canvases = rng.integers(0, 256, (3, 20, 20)).astype(np.uint8)
     retina = Retina(20, 4, 2, 2)
     locations = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
-    tables = integral_image(canvases)
-    assert np.array_equal(retina(tables, locations), retina(tables, locations, np.arange(3)))
-    assert retina(tables, np.zeros((0, 2), np.float32)).shape == (0, 2, 1, 4, 4)
+    sums = retina.block_sums(canvases)
+    assert np.array_equal(retina(sums, locations), retina(sums, locations, np.arange(3)))
+    assert retina(sums, np.zeros((0, 2), np.float32)).shape == (0, 2, 1, 4, 4)
 
 
 def test_one_location_outside_the_unit_square_is_still_zero_padded():
     canvas = np.full((16, 16), 255, np.uint8)
     retina = Retina(16, 4, 2, 2)
-    table = integral_image(canvas[None])
+    sums = retina.block_sums(canvas[None])
     for location in [(-3.0, 0.0), (0.0, 2.5), (1.2, -1.3)]:
-        batched = retina(table, np.array([location]))[0]
-        assert np.array_equal(retina.one(table[0], *location), batched)
-    assert (retina.one(table[0], -3.0, 0.0) == 0).all()
+        batched = retina(sums, np.array([location]))[0]
+        assert np.array_equal(retina.one(sums[0], *location), batched)
+    assert (retina.one(sums[0], -3.0, 0.0) == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -201,20 +217,20 @@ def test_results_are_fresh_arrays_whatever_the_batch_size():
     rng = np.random.default_rng(2)
     canvases = rng.integers(0, 256, (6, 30, 30)).astype(np.uint8)
     retina = Retina(30, 6, 3, 2)
-    tables = integral_image(canvases)
+    sums = retina.block_sums(canvases)
     calls = [(rng.uniform(-1, 1, (b, 2)).astype(np.float32), rng.integers(0, 6, b)) for b in (6, 2, 6, 1, 5, 3, 6)]
-    results = [retina(tables, loc, rows) for loc, rows in calls]
+    results = [retina(sums, loc, rows) for loc, rows in calls]
     for (loc, rows), got in zip(calls, results):
-        assert np.array_equal(got, retina(tables, loc, rows))
+        assert np.array_equal(got, retina(sums, loc, rows))
         for k in range(len(loc)):
-            assert np.array_equal(got[k], retina.one(tables[rows[k]], *loc[k].tolist()))
+            assert np.array_equal(got[k], retina.one(sums[rows[k]], *loc[k].tolist()))
 
 
 def test_absurd_sizes_are_refused():
     with pytest.raises(ValueError, match="canvas_size 4096 is too large"):
         Retina(4096, 8, 1, 2)
     with pytest.raises(
-        ValueError,
-        match=r"the largest patch, patch_size \* scale\*\*\(n_patches - 1\) = 8 \* 2\*\*30, is absurdly large",
+        ValueError, match=r"blocks of scale\*\*\(n_patches - 1\) = 2\*\*5 pixels, more than the 28x28 canvas is wide"
     ):
-        Retina(28, 8, 31, 2)
+        Retina(28, 8, 6, 2)
+    Retina(28, 8, 5, 2)  # blocks of 16 px: the largest patch is 128 px, mostly padding, but it works

@@ -98,7 +98,7 @@ def test_next_step_autoreset(venv):
     assert (rewards == 0).all() and not terminated.any()
     assert (venv.task.t == 1).all()
     assert not np.allclose(obs["location"], 0.5)  # a random start, not the action's location
-    assert np.array_equal(obs["glimpse"], venv.task.retina(venv.task.tables, obs["location"]))
+    assert np.array_equal(obs["glimpse"], venv.task.retina(venv.task.sums, obs["location"]))
     assert infos["_index"].all() and infos["index"].tolist() == venv.task.index.tolist()
     assert not np.array_equal(venv.task.index, old_index)
     assert "label" not in infos
