@@ -194,20 +194,18 @@ class Retina:
         ys *= row
         base = xp.arange(b) if rows is None else xp.asarray(rows, dtype=xp.int64)
         ys += (base * (n * c * plane) + pad * (row + 1))[:, None, None] + self._level_start * c
-        index, full, got = self._scratch(("glimpse", b, c), lambda: self._glimpse_buffers(b, c))
-        xp.add(ys[..., None], xs[:, :, None, :], out=index)  # (B, n, p, p): channel 0
-        if c > 1:  # the other channels are a row further on: one broadcast add over whole patches
-            xp.add(index.reshape(b * n, 1, p * p), (xp.arange(c) * self.frame[1])[:, None], out=full)
-            index = full
-        xp.take(sums.reshape(-1), index, out=got)
-        xp.divide(got.reshape(b, n, c, p, p), self._denom[None, :, None, None, None], out=out)
+        index, got = self._scratch(("glimpse", b, c), lambda: self._glimpse_buffers(b, c))
+        xp.add(ys[..., None], xs[:, :, None, :], out=index)  # (B, n, p, p) of channel 0
+        flat = sums.reshape(-1)
+        for k in range(c):  # channel k is a row further on: the same indices into a view that starts there
+            xp.take(flat[k * self.frame[1] :], index, out=got[k])
+        patches = got.swapaxes(0, 1).swapaxes(1, 2)  # (B, n, C, p, p), each p x p patch contiguous
+        xp.divide(patches, self._denom[None, :, None, None, None], out=out)
         return out
 
     def _glimpse_buffers(self, b: int, c: int) -> tuple:
         xp, n, p = self.xp, self.n_patches, self.patch_size
-        full = xp.empty((b * n, c, p * p), xp.int64) if c > 1 else None
-        got = xp.empty((b * n, c, p * p) if c > 1 else (b, n, p, p), self.dtype)
-        return xp.empty((b, n, p, p), xp.int64), full, got
+        return xp.empty((b, n, p, p), xp.int64), xp.empty((c, b, n, p, p), self.dtype)
 
     def _scratch(self, key: tuple, make) -> tuple:
         """Scratch arrays kept between calls (fresh ones fault): ``make()`` the first time a ``key`` is asked for."""
