@@ -129,7 +129,7 @@ def bench_retina(seconds: float, data_dir, n_glimpses: int = 8) -> None:
             patch_size=12,
         )
         env.reset(seed=0, options={"indices": np.arange(128)})
-        canvases = env.task.canvases.copy()
+        canvases = env.task.canvases[:, 0].copy()  # (B, S, S): the digits are gray
         rng = np.random.default_rng(0)
         locations = rng.uniform(-1, 1, (128, 2)).astype(np.float32)
         retina = Retina(size, 12, n_patches, 2)
