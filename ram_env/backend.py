@@ -76,7 +76,7 @@ class NumpyBackend:
         return np.take(flat, index, mode="wrap", out=out)
 
     def divide(self, a, b, out):
-        """``out = a / b`` computed in float32 (int32 ``a`` is cast to float32 first, not to float64)."""
+        """``out = a / b`` computed in float32 (integer ``a`` is cast to float32 first, not to float64)."""
         return np.divide(a, b, out=out, dtype=np.float32)
 
     def clip_(self, x, lo, hi):

@@ -97,7 +97,7 @@ class TorchBackend:
         return torch.take(flat, index, out=out)
 
     def divide(self, a, b, out):
-        return torch.divide(a, b, out=out)  # int32 / float32 is computed in float32
+        return torch.divide(a, b, out=out)  # integers / float32 is computed in float32
 
     def clip_(self, x, lo, hi):
         return x.clamp_(lo, hi)
