@@ -140,9 +140,10 @@ class Retina:
         if out is None:
             out = self.zeros(b, c)
         out[:, 0, pad : pad + h, :, pad : pad + w] = canvases.swapaxes(1, 2)
-        if self.n_patches > 1:
-            row = c * self.frame[1]
-            part = self._scratch(("sums", b, c), lambda: (xp.zeros((b, self.frame[0] * row), self.dtype),))[0]
+        if self.n_patches == 1:
+            return out
+        row = c * self.frame[1]
+        part = self._scratch(("sums", b, c), lambda: (xp.empty((b, self.frame[0] * row), self.dtype),))[0]
         for i in range(1, self.n_patches):
             # Level k from level k / s: s blocks side by side, then s of those stacked. Whole buffers are shifted
             # (an env's rows one after the other): a shift that runs past a row's end lands in the next row's

@@ -178,7 +178,7 @@ def test_batched_retina_matches_the_seed_method_everywhere(size, patch, n, scale
     assert retina(sums, locations, rows, out=out) is out and np.array_equal(out, g)
 
 
-def test_default_rows_is_one_table_per_location():
+def test_default_rows_is_one_canvas_per_location():
     rng = np.random.default_rng(1)
     canvases = rng.integers(0, 256, (3, 20, 20)).astype(np.uint8)
     retina = Retina(20, 4, 2, 2)
